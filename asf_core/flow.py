@@ -1,0 +1,110 @@
+"""Conditional flow matching on a straight path (Lipman et al. 2023; Liu et al. 2023).
+
+The one convention, used everywhere in ASF:
+    x_t = (1 - t)·x_0 + t·x_1;   u_t = x_1 - x_0      # t=0 source, t=1 data
+The flow runs on the values at the query coordinates only; observed pixels are clean conditioning.
+
+The source x_0 is either pure noise N(0, I) (`noise`, the textbook picture) or an informed source
+x_0 = b(obs, q) + σ·ε (`interp`), where b is a Gaussian-weighted k-nearest interpolation of the
+observations: a data-dependent coupling (Albergo et al., "Stochastic interpolants with
+data-dependent couplings", 2024), so the model starts at interpolation quality and learns the
+correction.
+
+Symbols: B batch · N observed points · Q queries.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SOURCES = ("noise", "interp")
+T_SAMPLERS = ("uniform", "logit_normal")
+
+
+def interpolate(x_0: torch.Tensor, x_1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t on the straight path; t is (B,) and broadcasts over (B, Q, 3)."""
+    t = t.view(-1, *([1] * (x_0.dim() - 1)))
+    return (1 - t) * x_0 + t * x_1
+
+
+def target_velocity(x_0: torch.Tensor, x_1: torch.Tensor) -> torch.Tensor:
+    return x_1 - x_0
+
+
+def one_step_estimate(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """x̂1 = x_t + (1 - t)·v: at t=0 this is the model's posterior mean E[x_1 | obs]."""
+    if torch.is_tensor(t) and t.dim() > 0:
+        t = t.view(-1, *([1] * (x_t.dim() - 1)))
+    return x_t + (1 - t) * v
+
+
+def sample_t(batch: int, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training times: uniform on [0, 1], or logit-normal (SD3; mass in the middle of the path)."""
+    if kind == "uniform":
+        return torch.rand(batch, generator=generator)
+    if kind == "logit_normal":
+        return torch.sigmoid(torch.randn(batch, generator=generator))
+    raise ValueError(f"unknown t sampler {kind!r}; choose from {', '.join(T_SAMPLERS)}")
+
+
+def knn_interpolate(
+    obs_xy: torch.Tensor, obs_rgb: torch.Tensor, query_xy: torch.Tensor, k: int = 8, chunk: int = 4096,
+) -> torch.Tensor:
+    """Gaussian-weighted k-nearest interpolation, batched in torch (cheap stand-in for a spline).
+
+    The bandwidth adapts per query to the distance of its k-th neighbour, so it works at any
+    density and resolution. With k=8 and h² = d_k²/6 it gets 21.9 dB on CIFAR-10 at 20% density
+    (thin-plate spline: 22.9 dB), at a fraction of the cost; it smooths, so it does not pass
+    exactly through the observations.
+
+    Args:
+        obs_xy (B, N, 2), obs_rgb (B, N, 3), query_xy (B, Q, 2) or (Q, 2).
+    Returns:
+        (B, Q, 3).
+    """
+    b = obs_xy.shape[0]
+    if query_xy.dim() == 2:
+        query_xy = query_xy.expand(b, -1, -1)
+    k = min(k, obs_xy.shape[1])
+    out = []
+    for qs in query_xy.split(chunk, dim=1):  # chunks keep memory at O(chunk·N)
+        d2 = torch.cdist(qs, obs_xy).square()  # (B, q, N)
+        d2k, idx = d2.topk(k, dim=-1, largest=False)  # (B, q, k)
+        h2 = d2k[..., -1:].clamp_min(1e-6) / 6
+        w = torch.softmax(-d2k / h2, dim=-1)  # (B, q, k)
+        nb = obs_rgb.gather(1, idx.flatten(1)[..., None].expand(-1, -1, 3)).view(*idx.shape, 3)
+        out.append((w[..., None] * nb).sum(-2))
+    return torch.cat(out, dim=1)
+
+
+def source_sample(
+    kind: str, obs_xy: torch.Tensor, obs_rgb: torch.Tensor, query_xy: torch.Tensor,
+    sigma: float = 1.0, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw x_0 (B, Q, 3) for the given source kind."""
+    b = obs_xy.shape[0]
+    q = query_xy.shape[-2]
+    eps = torch.randn(b, q, 3, generator=generator).to(obs_rgb.device)
+    if kind == "noise":
+        return sigma * eps
+    if kind == "interp":
+        return knn_interpolate(obs_xy, obs_rgb, query_xy) + sigma * eps
+    raise ValueError(f"unknown source {kind!r}; choose from {', '.join(SOURCES)}")
+
+
+def flow_matching_loss(
+    model: torch.nn.Module, *, x_1: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
+    obs_rgb: torch.Tensor, source: str = "noise", sigma: float = 1.0, t_sampler: str = "uniform",
+    generator: torch.Generator | None = None, **model_kwargs,
+) -> torch.Tensor:
+    """Mean squared error between the model's velocity and u_t = x_1 - x_0 at a random t.
+
+    Args:
+        x_1: (B, Q, 3) data values at the query coordinates query_xy (B, Q, 2).
+    """
+    b = x_1.shape[0]
+    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator)
+    t = sample_t(b, t_sampler, generator).to(x_1.device)
+    v = model(x_t=interpolate(x_0, x_1, t), t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
+    return F.mse_loss(v.float(), target_velocity(x_0, x_1).float())

@@ -1,0 +1,158 @@
+"""Layers shared by every ASF model: Fourier features, time embedding, adaLN/FiLM, MLP, attention.
+
+Only layers used by more than one model live here; each model file stands alone otherwise.
+
+Symbols: B batch · L tokens · S context tokens · D width · H heads · Dh head width · C cond width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features of coordinates (Tancik et al., 2020): [xy, sin(2π xy·W), cos(2π xy·W)].
+
+    W ~ N(0, scale²) is fixed at construction from `seed` and stored as a buffer, so a checkpoint
+    carries it. `scale` is in cycles per unit of the [-1, 1] coordinate range; a 32-pixel image has
+    its Nyquist frequency at 8 cycles per unit, so scales of 2-4 cover it without aliasing off-grid.
+    """
+
+    def __init__(self, num_feats: int, scale: float = 3.0, in_dim: int = 2, seed: int = 0):
+        super().__init__()
+        if num_feats % 2:
+            raise ValueError(f"num_feats must be even, got {num_feats}")
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(in_dim, num_feats // 2, generator=g) * scale)
+        self.out_dim = in_dim + num_feats
+
+    def forward(self, xy: torch.Tensor) -> torch.Tensor:
+        proj = 2 * math.pi * xy @ self.freqs  # (..., F/2)
+        return torch.cat([xy, proj.sin(), proj.cos()], dim=-1)  # (..., 2 + F)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of t in [0, 1] followed by an MLP (as in DDPM / DiT)."""
+
+    def __init__(self, dim: int, freq_dim: int = 128):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+        args = 1000 * t.float()[:, None] * freqs[None]  # (B, F/2): t scaled so low bands still move
+        return self.mlp(torch.cat([args.sin(), args.cos()], dim=-1))  # (B, D)
+
+
+class FiLM(nn.Module):
+    """Per-channel scale, shift and gate from a conditioning vector (adaLN-Zero, Peebles & Xie 2023).
+
+    Zero-initialised, so every residual branch starts as the identity and training is stable.
+    """
+
+    def __init__(self, cond_dim: int, dim: int, chunks: int = 3):
+        super().__init__()
+        self.chunks = chunks
+        self.proj = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, chunks * dim))
+        nn.init.zeros_(self.proj[1].weight)
+        nn.init.zeros_(self.proj[1].bias)
+
+    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.proj(c)[:, None].chunk(self.chunks, dim=-1)  # each (B, 1, D)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, dropout: float = 0.0):
+        super().__init__(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim or dim)
+        )
+
+
+class Attention(nn.Module):
+    """Multi-head attention, self or cross, through `scaled_dot_product_attention`.
+
+    With `need_weights=True` it computes softmax(QKᵀ/√Dh) explicitly so the weights can be returned
+    (B, H, L, S); that path is for inspection, the default path is the fused kernel.
+    """
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads, self.dropout = heads, dropout
+        self.to_q = nn.Linear(dim, dim)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context = x if context is None else context
+        q = rearrange(self.to_q(x), "b l (h d) -> b h l d", h=self.heads)
+        k, v = rearrange(self.to_kv(context), "b s (two h d) -> two b h s d", two=2, h=self.heads)
+        weights = None
+        if need_weights:
+            weights = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(dim=-1)  # (B, H, L, S)
+            out = weights @ v
+        else:
+            p = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, H, L, Dh)
+        return self.to_out(rearrange(out, "b h l d -> b l (h d)")), weights
+
+
+class Block(nn.Module):
+    """Transformer block with adaLN-Zero time conditioning (DiT), self- or cross-attention.
+
+    x ← x + g1·Attn(FiLM(LN(x)), LN(context) or itself); x ← x + g2·MLP(FiLM(LN(x))).
+    """
+
+    def __init__(
+        self, dim: int, heads: int, cond_dim: int, cross: bool = False, mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.norm_x = nn.LayerNorm(dim, elementwise_affine=False)
+        self.norm_ctx = nn.LayerNorm(dim) if cross else None
+        self.attn = Attention(dim, heads, dropout=dropout)
+        self.norm_mlp = nn.LayerNorm(dim, elementwise_affine=False)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), dropout=dropout)
+        self.film = FiLM(cond_dim, dim, chunks=6)
+
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sh1, sc1, g1, sh2, sc2, g2 = self.film(c)
+        h = modulate(self.norm_x(x), sh1, sc1)
+        ctx = h if self.norm_ctx is None else self.norm_ctx(context)
+        h, w = self.attn(h, ctx, need_weights)
+        x = x + g1 * h
+        x = x + g2 * self.mlp(modulate(self.norm_mlp(x), sh2, sc2))
+        return x, w
+
+
+class OutputHead(nn.Module):
+    """Final adaLN + linear projection to RGB velocity, zero-initialised so v starts at 0."""
+
+    def __init__(self, dim: int, cond_dim: int, out_dim: int = 3):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+        self.film = FiLM(cond_dim, dim, chunks=2)
+        self.proj = nn.Linear(dim, out_dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.film(c)
+        return self.proj(modulate(self.norm(x), shift, scale))
