@@ -40,6 +40,9 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -131,16 +134,47 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
 
 def resolve_folder(path: str | Path) -> Path:
-    """A folder with config.json, or a training run folder whose best/ (else last/) holds one."""
+    """A folder with config.json, a training run folder whose best/ (else last/) holds one, or a
+    Hugging Face Hub id `owner/repo[/subfolder]` (downloaded once into the local Hub cache)."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint folder")
+        if _looks_like_hub_id(str(path)):
+            path = from_hub(str(path))
+        else:
+            raise CheckpointError(f"{path}: no such checkpoint folder")
     if path.is_file():
         path = path.parent
     for candidate in (path, path / "best", path / "last"):
         if (candidate / CONFIG_NAME).is_file():
             return candidate
     raise CheckpointError(f"{path}: holds no {CONFIG_NAME} (nor best/ or last/ with one)")
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) >= 2 and not text.startswith((".", "/", "~")) and all(parts) and "\\" not in text
+
+
+def from_hub(hub_id: str) -> Path:
+    """Fetch `owner/repo[/subfolder]` from the Hub (or its local cache) and return the folder."""
+    parts = hub_id.split("/")
+    repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+    local_hint = "pass a local folder such as pretrained/<name> instead"
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(f"{hub_id}: no such folder, and huggingface_hub is not installed to fetch it "
+                              f"from the Hub; {local_hint}") from None
+    patterns = [f"{sub}/{name}" for name in (CONFIG_NAME, WEIGHTS_NAME, "MODEL_CARD.md")] if sub else None
+    try:
+        root = Path(snapshot_download(repo, allow_patterns=patterns))
+    except Exception as e:  # offline mode, no network, unknown repo: all mean "not available here"
+        reason = "offline (HF_HUB_OFFLINE=1) and not in the local cache" if os.environ.get(
+            "HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") else type(e).__name__
+        raise CheckpointError(f"{hub_id}: not a local folder and not available from the Hugging Face Hub "
+                              f"({reason}); {local_hint}, or download it on a networked machine with "
+                              f"`huggingface-cli download {repo}`") from None
+    return root / sub if sub else root
 
 
 def save_state(path: str | Path, state: dict) -> None:

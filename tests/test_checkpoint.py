@@ -101,3 +101,11 @@ def test_failed_write_leaves_the_old_file(tmp_path, folder):
         save_pretrained(Broken(), folder, arch="perceiver_io")
     assert (folder / "model.safetensors").read_bytes() == before
     assert not list(folder.glob(".*tmp"))
+
+
+def test_hub_id_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError, match=r"someone/asf-weights/mamba_d16: not a local folder.*offline"
+                       r".*pretrained/<name>"):
+        load_model("someone/asf-weights/mamba_d16")
