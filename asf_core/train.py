@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from asf_core.checkpoint import CheckpointError, load_state, save_pretrained, save_state
+from asf_core.checkpoint import CheckpointError, load_model, load_state, save_pretrained, save_state
 from asf_core.data import DataError, load_images, to_float
 from asf_core.fields import check_fraction, image_to_values, make_mask, observations, pixel_coords
 from asf_core.flow import SOURCES, T_SAMPLERS, flow_matching_loss
@@ -72,6 +72,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     compile: bool = False  # torch.compile the model
     resume: bool = False
+    init_from: str = ""  # start from these weights (a run or pretrained folder), e.g. to fine-tune
 
 
 def parse_overrides(text: str) -> dict:
@@ -99,6 +100,17 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("max_steps", "batch_size", "n_queries", "ckpt_every", "val_every", "log_every", "val_steps"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+
+
+def ema_update(decay: float):
+    """EMA with warm-up, min(decay, (1 + n) / (10 + n)) after n updates: a fixed 0.999 would keep
+    60% of the untrained initial weights after 500 steps and make early validation meaningless."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        torch._foreach_lerp_(averaged, current, 1 - d)
+
+    return update
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -157,7 +169,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     val_images = load_images(cfg.dataset, "val", cfg.data_dir or None, limit=cfg.val_n)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg.arch, cfg.preset, **parse_overrides(cfg.model_overrides)).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
     ema.eval()  # the EMA copy is only evaluated and saved, never trained: no dropout in validation
     decay, no_decay = [], []
     for name, p in model.named_parameters():  # no weight decay on norms, biases, SSM A_log / D
@@ -170,6 +182,11 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # data, masks, queries, t, x_0
     torch.manual_seed(cfg.seed * 1000 + rank)  # dropout
     step, seen, wall, best = 0, 0, 0.0, -math.inf
+
+    if cfg.init_from and not (cfg.resume and (out / "state.pt").exists()):
+        # released weights are the EMA: start both the model and its average from them
+        model.load_state_dict(load_model(cfg.init_from).state_dict())
+        ema.module.load_state_dict(model.state_dict())
 
     if cfg.resume and (out / "state.pt").exists():
         state = load_state(out / "state.pt")

@@ -99,3 +99,11 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert len(state["rng"]["data"]) == 2  # each rank's generator is saved for resume
     config = load_model(out).checkpoint_config["train"]
     assert config["world_size"] == 2
+
+
+def test_init_from_starts_at_released_weights(tmp_path):
+    train(tiny_config(tmp_path / "a", max_steps=2))
+    train(tiny_config(tmp_path / "b", max_steps=1, init_from=str(tmp_path / "a"), lr=1e-12, warmup_steps=1))
+    a, b = load_model(tmp_path / "a"), load_state(tmp_path / "b" / "state.pt")["model"]
+    for name, p in a.state_dict().items():
+        assert torch.allclose(p, b[name], atol=1e-6), name

@@ -11,11 +11,13 @@ from dataclasses import asdict, fields
 
 from torch import nn
 
-from asf_core.models import perceiver_io
+from asf_core.models import local_implicit, mamba, perceiver_io
 
 # name -> (model class, config class, presets)
 MODELS = {
     "perceiver_io": (perceiver_io.PerceiverIO, perceiver_io.PerceiverIOConfig, perceiver_io.PRESETS),
+    "local_implicit": (local_implicit.LocalImplicit, local_implicit.LocalImplicitConfig, local_implicit.PRESETS),
+    "mamba": (mamba.MambaField, mamba.MambaConfig, mamba.PRESETS),
 }
 
 
