@@ -288,12 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "/proc/self/clear_refs can reset VmHWM")
     s.add_argument("--json", default=None)
     s.add_argument("--plot", default=None)
+    sub.add_parser("scan", add_help=False, help="selective-scan throughput: the chunked reference "
+                   "against a plain loop and a cumsum formulation (options: python -m asf_core.ops.scan_bench -h)")
     m = sub.add_parser("measure", help="internal: one measurement from a JSON spec, printed as JSON")
     m.add_argument("spec")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scan"]:
+        from asf_core.ops import scan_bench
+
+        scan_bench.main(argv[1:])
+        return
     args = build_parser().parse_args(argv)
     if args.command == "scaling":
         scaling(args)

@@ -18,6 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from asf_core.ops.interp import knn_interpolate
+
+__all__ = ["knn_interpolate"]  # re-exported: the informed source and the models share it
+
 SOURCES = ("noise", "interp")
 T_SAMPLERS = ("uniform", "logit_normal")
 
@@ -46,36 +50,6 @@ def sample_t(batch: int, kind: str = "uniform", generator: torch.Generator | Non
     if kind == "logit_normal":
         return torch.sigmoid(torch.randn(batch, generator=generator))
     raise ValueError(f"unknown t sampler {kind!r}; choose from {', '.join(T_SAMPLERS)}")
-
-
-def knn_interpolate(
-    obs_xy: torch.Tensor, obs_rgb: torch.Tensor, query_xy: torch.Tensor, k: int = 8, chunk: int = 4096,
-) -> torch.Tensor:
-    """Gaussian-weighted k-nearest interpolation, batched in torch (cheap stand-in for a spline).
-
-    The bandwidth adapts per query to the distance of its k-th neighbour, so it works at any
-    density and resolution. With k=8 and h² = d_k²/6 it gets 21.9 dB on CIFAR-10 at 20% density
-    (thin-plate spline: 22.9 dB), at a fraction of the cost; it smooths, so it does not pass
-    exactly through the observations.
-
-    Args:
-        obs_xy (B, N, 2), obs_rgb (B, N, 3), query_xy (B, Q, 2) or (Q, 2).
-    Returns:
-        (B, Q, 3).
-    """
-    b = obs_xy.shape[0]
-    if query_xy.dim() == 2:
-        query_xy = query_xy.expand(b, -1, -1)
-    k = min(k, obs_xy.shape[1])
-    out = []
-    for qs in query_xy.split(chunk, dim=1):  # chunks keep memory at O(chunk·N)
-        d2 = torch.cdist(qs, obs_xy).square()  # (B, q, N)
-        d2k, idx = d2.topk(k, dim=-1, largest=False)  # (B, q, k)
-        h2 = d2k[..., -1:].clamp_min(1e-6) / 6
-        w = torch.softmax(-d2k / h2, dim=-1)  # (B, q, k)
-        nb = obs_rgb.gather(1, idx.flatten(1)[..., None].expand(-1, -1, 3)).view(*idx.shape, 3)
-        out.append((w[..., None] * nb).sum(-2))
-    return torch.cat(out, dim=1)
 
 
 def source_sample(

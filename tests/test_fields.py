@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from asf_core.fields import (
-    MASK_KINDS, image_to_values, make_mask, observations, pixel_coords, values_to_image,
+    MASK_KINDS,
+    image_to_values,
+    make_mask,
+    observations,
+    pixel_coords,
+    values_to_image,
 )
 
 

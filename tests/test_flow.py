@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from asf_core.flow import (
-    flow_matching_loss, interpolate, knn_interpolate, one_step_estimate, sample_t, source_sample,
+    flow_matching_loss,
+    interpolate,
+    knn_interpolate,
+    one_step_estimate,
+    sample_t,
+    source_sample,
     target_velocity,
 )
 from asf_core.models import build_model

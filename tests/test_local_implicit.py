@@ -10,7 +10,10 @@ import torch
 import asf_core.ops.neighbors as nb
 from asf_core.models.local_implicit import PRESETS, LocalImplicit, LocalImplicitConfig
 from asf_core.ops.neighbors import (
-    local_attention, local_attention_dense_ref, radius_mask_dense, radius_neighbors,
+    local_attention,
+    local_attention_dense_ref,
+    radius_mask_dense,
+    radius_neighbors,
 )
 
 

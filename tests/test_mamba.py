@@ -11,7 +11,7 @@ from einops import rearrange
 from asf_core.fields import pixel_coords
 from asf_core.influence import gradient_influence
 from asf_core.models import MODELS, build_model
-from asf_core.models.mamba import MambaBlock, MambaConfig, MambaField, PRESETS
+from asf_core.models.mamba import PRESETS, MambaBlock, MambaConfig, MambaField
 from asf_core.ops import selective_scan as ss
 from asf_core.ops.curves import ORDERS, curve_key, hilbert_index, lexsort
 

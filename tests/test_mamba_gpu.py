@@ -13,7 +13,7 @@ mamba_ssm = pytest.importorskip("mamba_ssm")
 from mamba_ssm import Mamba  # noqa: E402
 from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: E402
 
-from asf_core.models.mamba import MambaBlock, MambaConfig, MambaField, PRESETS  # noqa: E402
+from asf_core.models.mamba import PRESETS, MambaBlock, MambaConfig, MambaField  # noqa: E402
 from asf_core.ops import selective_scan as ss  # noqa: E402
 
 RTOL, ATOL = 6e-4, 2e-3

@@ -35,8 +35,12 @@ from einops import rearrange
 from torch import nn
 
 from asf_core.nn import MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, modulate
+from asf_core.ops.interp import knn_interpolate
 from asf_core.ops.neighbors import (
-    local_attention, masked_attention, radius_mask_dense, radius_neighbors,
+    local_attention,
+    masked_attention,
+    radius_mask_dense,
+    radius_neighbors,
 )
 
 QUERY_BLOCK = 2048  # queries per block in inference (a few MB of activations: cache-resident)
@@ -58,6 +62,7 @@ class LocalImplicitConfig:
     max_neighbors: int = 64  # K: neighbour slots per query, observations and queries together
     obs_neighbor_share: float = 0.5  # fraction of K that goes to observed pixels
     min_obs: int = 4  # the nearest observations that are always attended to, whatever the radius
+    interp_feature: bool = True  # queries also see the kNN interpolation of the observations at their coordinate
     bias_hidden: int = 32  # width of the relative-position bias MLP
     attention_impl: str = "sparse"  # "sparse" (neighbour lists) | "dense_ref" (full Q×S, quadratic)
 
@@ -163,7 +168,7 @@ class LocalImplicit(nn.Module):
         self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
         self.obs_norm = nn.LayerNorm(d)
         self.obs_mlp = MLP(d, 2 * d)
-        self.query_in = nn.Linear(self.fourier.out_dim + 3, d)
+        self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         # one small MLP of the geometry gives every layer's per-head bias: run once, not per layer
         self.geom_bias = nn.Sequential(nn.Linear(N_GEOM, cfg.bias_hidden), nn.GELU(),
                                        nn.Linear(cfg.bias_hidden, cfg.num_layers * cfg.num_heads))
@@ -241,7 +246,10 @@ class LocalImplicit(nn.Module):
 
         obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], -1))  # (B, N, D)
         obs = obs + self.obs_mlp(self.obs_norm(obs))
-        x = self.query_in(torch.cat([self.fourier(query_xy).expand(b, -1, -1), x_t], -1))  # (B, Q, D)
+        feats = [self.fourier(query_xy).expand(b, -1, -1), x_t]
+        if cfg.interp_feature:  # what interpolation predicts here: the model learns the correction
+            feats.append(knn_interpolate(obs_xy, obs_rgb, query_xy.expand(b, -1, -1)))
+        x = self.query_in(torch.cat(feats, -1))  # (B, Q, D)
 
         dense = cfg.attention_impl == "dense_ref"
         nb = self.dense_neighbors(query_xy, obs_xy, r) if dense else self.neighbors(query_xy, obs_xy, r)

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import repeat
 from torch import nn
 
 from asf_core.nn import Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, modulate
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
+from asf_core.ops.interp import knn_interpolate
 from asf_core.ops.selective_scan import selective_scan
 
 D_STATE_RANGE = (8, 32)
@@ -139,6 +140,7 @@ class MambaConfig:
     alternate_transpose: bool = True  # odd layers scan the transposed curve (x ↔ y)
     curve_bits: int = 10  # coordinates quantised to a 2^bits grid for the curve
     use_fast_path: bool = True  # mamba_ssm's CUDA scan when installed and on CUDA
+    interp_feature: bool = True  # queries also see the kNN interpolation of the observations at their coordinate
 
     def __post_init__(self):
         lo, hi = D_STATE_RANGE
@@ -205,7 +207,7 @@ class MambaField(nn.Module):
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
         self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
-        self.query_in = nn.Linear(self.fourier.out_dim + 3, d)
+        self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         # a learned type vector on top of the separate input maps: the SSM mixes both kinds in one
         # stream, so each token carries its kind in the residual explicitly
         self.type_embed = nn.Parameter(torch.randn(2, d) * 0.02)
@@ -244,7 +246,10 @@ class MambaField(nn.Module):
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
         obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1)) + self.type_embed[0]
-        qry = self.query_in(torch.cat([self.fourier(query_xy), x_t], dim=-1)) + self.type_embed[1]
+        feats = [self.fourier(query_xy), x_t]
+        if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
+            feats.append(knn_interpolate(obs_xy, obs_rgb, query_xy))
+        qry = self.query_in(torch.cat(feats, dim=-1)) + self.type_embed[1]
         tokens = torch.cat([obs, qry], dim=1)  # (B, L, D), L = N + Q
         xy = torch.cat([obs_xy, query_xy], dim=1)  # (B, L, 2)
         is_query = torch.arange(tokens.shape[1], device=tokens.device) >= n  # (L,)

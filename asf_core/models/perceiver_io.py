@@ -19,6 +19,7 @@ from einops import repeat
 from torch import nn
 
 from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding
+from asf_core.ops.interp import knn_interpolate
 
 
 @dataclass
@@ -31,6 +32,7 @@ class PerceiverIOConfig:
     fourier_scale: float = 3.0
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    interp_feature: bool = True  # queries also see the kNN interpolation of the observations at their coordinate
 
 
 PRESETS = {
@@ -48,7 +50,7 @@ class PerceiverIO(nn.Module):
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
         self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
-        self.query_in = nn.Linear(self.fourier.out_dim + 3, d)
+        self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.latents = nn.Parameter(torch.randn(cfg.num_latents, d) * 0.02)
         kw = dict(heads=cfg.num_heads, cond_dim=d, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout)
         self.encoder = Block(d, cross=True, **kw)
@@ -75,7 +77,10 @@ class PerceiverIO(nn.Module):
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
         obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1))  # (B, N, D)
-        qry = self.query_in(torch.cat([self.fourier(query_xy), x_t], dim=-1))  # (B, Q, D)
+        feats = [self.fourier(query_xy), x_t]
+        if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
+            feats.append(knn_interpolate(obs_xy, obs_rgb, query_xy))
+        qry = self.query_in(torch.cat(feats, dim=-1))  # (B, Q, D)
         inputs = torch.cat([obs, qry], dim=1)  # (B, N+Q, D)
 
         z = repeat(self.latents, "m d -> b m d", b=b)
