@@ -1,0 +1,103 @@
+"""Plotly figures for the app, built from plain numbers and numpy maps (no model code here).
+
+    progress_figure(frames)         PSNR of x̂1 and mean |v| against t, one point per sampler step
+    locality_figure(share, pixel)   a share map on the pixel grid, the clicked pixel, the radius circle
+    scan_path_figure(path, is_obs)  MAMBA's first-layer scan order drawn as a path over the grid
+
+Maps are drawn in image orientation (row 0 at the top), one cell per model pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# one logarithmic colour scale, 0.01% to 100%, for every model's share maps: a global model's even
+# spread (~0.1% per token) and a local model's few neighbours (~10-50%) both show, and compare
+SHARE_DECADES = (-4, 0)
+_LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=35), height=320, template="plotly_white")
+
+
+def empty_figure(message: str = "") -> go.Figure:
+    fig = go.Figure(layout=dict(**_LAYOUT))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    if message:
+        fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return fig
+
+
+def progress_figure(frames: list, title: str = "Sampling progress") -> go.Figure:
+    """PSNR(x̂1) (left axis, when known) and mean |v| (right axis) against t."""
+    if not frames:
+        return empty_figure("run a model to see PSNR and |v| along the flow")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    t = [f.t for f in frames]
+    psnr = [f.psnr for f in frames]
+    if any(p is not None for p in psnr):
+        fig.add_trace(go.Scatter(x=t, y=psnr, mode="lines+markers", name="PSNR(x̂1) dB"), secondary_y=False)
+    with_v = [f for f in frames if f.v_abs is not None]
+    fig.add_trace(go.Scatter(x=[f.t for f in with_v], y=[f.v_abs for f in with_v], mode="lines+markers",
+                             name="mean |v|", line=dict(dash="dot")), secondary_y=True)
+    fig.update_layout(title=title, legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    fig.update_xaxes(title_text="t (0 = source, 1 = data)", range=[-0.02, 1.02])
+    fig.update_yaxes(title_text="PSNR (dB)", secondary_y=False)
+    fig.update_yaxes(title_text="mean |v|", secondary_y=True, showgrid=False)
+    return fig
+
+
+def _grid_axes(fig: go.Figure, h: int, w: int) -> None:
+    fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain", showgrid=False, title_text="column")
+    fig.update_yaxes(range=[h - 0.5, -0.5], scaleanchor="x", showgrid=False, title_text="row")
+
+
+def locality_figure(share: np.ndarray, pixel: tuple[int, int], title: str, radius_px: float | None = None,
+                    observed: np.ndarray | None = None) -> go.Figure:
+    """A (H, W) share map (log colour) with the clicked pixel (cross), the radius (circle) and,
+    optionally, the observed pixels (small dots) so the reader sees which inputs the mass sits on."""
+    h, w = share.shape
+    lo, hi = SHARE_DECADES
+    z = np.log10(np.maximum(share, 10.0 ** (lo - 1)))
+    ticks = list(range(lo, hi + 1))
+    fig = go.Figure(go.Heatmap(
+        z=z, zmin=lo, zmax=hi, colorscale="Magma", customdata=share * 100,
+        colorbar=dict(title="share", thickness=12, tickvals=ticks,
+                      ticktext=[f"{10.0 ** (k + 2):g}%" for k in ticks]),
+        hovertemplate="row %{y}, col %{x}: %{customdata:.3f}%<extra></extra>"))
+    if observed is not None:
+        rr, cc = np.nonzero(observed)
+        fig.add_trace(go.Scatter(x=cc, y=rr, mode="markers", name="observed", hoverinfo="skip",
+                                 marker=dict(size=3, color="rgba(120,200,255,0.7)")))
+    fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", name="query",
+                             marker=dict(symbol="x", size=11, color="cyan", line=dict(width=1))))
+    if radius_px:
+        r, (y, x) = radius_px, pixel
+        fig.add_shape(type="circle", x0=x - r, x1=x + r, y0=y - r, y1=y + r,
+                      line=dict(color="cyan", dash="dash"))
+    fig.update_layout(title=title, showlegend=False, **_LAYOUT)
+    _grid_axes(fig, h, w)
+    return fig
+
+
+def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int],
+                     pixel: tuple[int, int] | None = None) -> go.Figure:
+    """The scan order (T, 2) of (row, col): a line through the tokens, coloured by position."""
+    h, w = shape
+    order = np.arange(len(path))
+    fig = go.Figure(go.Scatter(x=path[:, 1], y=path[:, 0], mode="lines", hoverinfo="skip", name="path",
+                               line=dict(color="rgba(90,90,90,0.5)", width=1)))
+    for obs, name, size in ((False, "query", 4), (True, "observed", 7)):
+        sel = is_obs == obs
+        fig.add_trace(go.Scatter(
+            x=path[sel, 1], y=path[sel, 0], mode="markers", name=name,
+            marker=dict(size=size, color=order[sel], colorscale="Viridis", cmin=0, cmax=len(path),
+                        symbol="circle" if obs else "square", showscale=obs,
+                        colorbar=dict(title="scan position", thickness=12) if obs else None),
+            customdata=order[sel], hovertemplate="position %{customdata}: row %{y}, col %{x}<extra></extra>"))
+    if pixel is not None:
+        fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", name="query",
+                                 marker=dict(symbol="x", size=11, color="red")))
+    fig.update_layout(title="MAMBA scan order (first layer)", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    _grid_axes(fig, h, w)
+    return fig

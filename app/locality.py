@@ -1,0 +1,118 @@
+"""Where does one output pixel look? Attention and gradient-influence maps for a clicked pixel.
+
+Each model reports its own attention (asf_core models' `return_attention=True`), read as weights
+over the tokens [observations; queries] and drawn on the pixel grid:
+    local_implicit  the mean over layers and heads of its neighbour weights (all inside the radius)
+    perceiver_io    attention rollout (Abnar & Zuidema 2020) query → latents → inputs: the decoder
+                    row, times each processor's (A + I)/2 (residual blocks), times the encoder
+    mamba           the query's cross-attention over the scanned sequence
+Attention says where a layer looks, not what moves the answer, so beside it every model gets the
+same gradient influence |∂x̂1(q)/∂obs_i| (asf_core.influence). Both maps are normalised to shares
+(sum 1), so one colour scale compares all three architectures. Both are taken at t = 0 with x_t at
+the source's mean (zeros for a noise source, the kNN interpolation for `interp`), where x̂1 is the
+model's posterior mean.
+
+Symbols: N observed pixels · Q = S² queries · T = N + Q tokens · M latents · K neighbour slots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app.images import to_tensor
+from asf_core.fields import observations, pixel_coords
+from asf_core.flow import source_sample
+from asf_core.influence import gradient_influence
+from asf_core.reconstruct import source_settings
+
+
+def _token_pixels(mask: np.ndarray) -> np.ndarray:
+    """(T,) flat pixel index of every token in [obs; queries] (obs in row-major order, as
+    asf_core.fields.observations lists them; query j is pixel j)."""
+    return np.concatenate([np.flatnonzero(mask.reshape(-1)), np.arange(mask.size)])
+
+
+def _on_grid(weights: np.ndarray, pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape[0] * shape[1])
+    np.add.at(out, pixels, weights)
+    return out.reshape(shape)
+
+
+def _share(m: np.ndarray) -> np.ndarray:
+    total = m.sum()
+    return m / total if total > 0 else m
+
+
+def mass_radius(share: np.ndarray, pixel: tuple[int, int], fraction: float) -> float:
+    """The smallest distance (in pixels) from `pixel` holding `fraction` of a share map's mass."""
+    rr, cc = np.indices(share.shape)
+    dist = np.hypot(rr - pixel[0], cc - pixel[1]).reshape(-1)
+    order = np.argsort(dist, kind="stable")
+    cum = np.cumsum(share.reshape(-1)[order])
+    if cum[-1] <= 0:
+        return float("nan")
+    return float(dist[order][np.searchsorted(cum, fraction * cum[-1])])
+
+
+def _attention_tokens(arch: str, maps: dict, q: int) -> np.ndarray:
+    """(T,) attention weights of query q over the tokens [obs; queries]."""
+    if arch == "local_implicit":
+        idx, valid = maps["neighbors"][0, q], maps["valid"][0, q]  # (K,)
+        w = torch.stack([layer[0, :, q] for layer in maps["weights"]]).mean((0, 1)) * valid  # (K,)
+        n_tokens = maps["n_obs"] + maps["neighbors"].shape[1]
+        return torch.zeros(n_tokens).index_add_(0, idx, w.float()).numpy()
+    if arch == "perceiver_io":
+        r = maps["decoder"][0, :, q].mean(0)  # (M,)
+        for a in reversed(maps["processor"]):
+            a = a[0].mean(0)  # (M, M)
+            r = r @ (0.5 * a + 0.5 * torch.eye(a.shape[0]))
+        return (r @ maps["encoder"][0].mean(0)).numpy()  # (T,)
+    if arch == "mamba":
+        return maps["cross_attention"][0, :, q].mean(0).numpy()
+    raise ValueError(f"no attention map for {arch!r}")
+
+
+@torch.no_grad()
+def locality(model: torch.nn.Module, arch: str, image: np.ndarray, mask: np.ndarray,
+             pixel: tuple[int, int], **model_kwargs) -> dict:
+    """Maps for output pixel (row, col) of a model reconstructing `image` (S, S, 3) under `mask`.
+
+    Returns a dict of numpy / floats: `attention`, `influence` (S, S) shares summing to 1,
+    `influence_total` (the raw sum of |∂x̂1/∂obs|), `r50_*`/`r90_*` (pixels holding 50 / 90% of each
+    map), `radius_px` (Local Implicit's radius, in pixels), and for MAMBA `scan_path` (T, 2)
+    (row, col) in the first layer's scan order with `scan_is_obs` (T,).
+    """
+    h, w = mask.shape
+    row, col = int(pixel[0]), int(pixel[1])
+    if not (0 <= row < h and 0 <= col < w):
+        raise ValueError(f"pixel ({row}, {col}) is outside the {h}×{w} grid")
+    q = row * w + col
+    images = to_tensor(image)  # (1, 3, S, S) in [-1, 1]
+    obs_xy, obs_rgb = observations(images, torch.from_numpy(np.array(mask, bool))[None])  # (1, N, 2|3)
+    query_xy = pixel_coords(h, w)  # (Q, 2)
+    source, _ = source_settings(model)
+    x_t = source_sample(source, obs_xy, obs_rgb, query_xy, sigma=0.0)  # the source's mean, (1, Q, 3)
+    t = torch.zeros(1)
+    _, maps = model(x_t=x_t, t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
+                    return_attention=True, **model_kwargs)
+    pixels = _token_pixels(mask)
+    attention = _share(_on_grid(_attention_tokens(arch, maps, q), pixels, (h, w)))
+    grad = gradient_influence(model, q, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, x_t=x_t,
+                              t=0.0, **model_kwargs)[0].numpy()  # (N,)
+    influence = _share(_on_grid(grad, pixels[: grad.shape[0]], (h, w)))
+    out = {
+        "pixel": (row, col), "attention": attention, "influence": influence,
+        "influence_total": float(grad.sum()),
+    }
+    for name in ("attention", "influence"):
+        out[f"r50_{name}"] = mass_radius(out[name], (row, col), 0.5)
+        out[f"r90_{name}"] = mass_radius(out[name], (row, col), 0.9)
+    if arch == "local_implicit":
+        out["radius_px"] = float(maps["radius"][0]) * w / 2  # coordinates span 2 units over W pixels
+    if arch == "mamba" and maps.get("scan_order") is not None:
+        order = maps["scan_order"][0].numpy()  # (T,) token indices
+        flat = pixels[order]
+        out["scan_path"] = np.stack([flat // w, flat % w], -1)
+        out["scan_is_obs"] = order < maps["n_obs"]
+    return out

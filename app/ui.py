@@ -1,0 +1,166 @@
+"""The Gradio interface: gr.Blocks layout and event wiring only.
+
+What each event does lives in app.handlers, which calls the one `app.inference.Reconstructor`;
+nothing here imports a model. `build_ui(rec)` returns the Blocks; `LAUNCH` holds the launch
+options (theme, CSS, upload limit) that app.py and the tests share.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app import figures
+from app import handlers as h
+from app.handlers import Handlers
+from app.images import KINDS
+from app.inference import ARCH_LABELS, MAX_STEPS, SOLVERS, Reconstructor
+
+CSS = """
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+#status { min-height: 2.5em; }
+"""
+LAUNCH = dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False,
+              footer_links=["api", "settings"])
+IMG = dict(interactive=False, format="png", elem_classes="pixelated")  # lossless, crisp pixels
+HELP = {  # one line per method, shown under the architecture choice
+    "perceiver_io": "Perceiver IO: every pixel reads a 128-latent summary of all observations (global).",
+    "local_implicit": "Local Implicit: every pixel attends to observations and pixels within the radius.",
+    "mamba": "MAMBA: observations and pixels as one Hilbert-curve sequence, scanned both ways by SSMs.",
+    "tps": "Thin-plate spline: the smoothest surface through the observed colours (no learning, instant).",
+    "biharmonic": "Biharmonic inpainting (scikit-image): solves Δ²u = 0 in the holes (no learning, instant).",
+}
+
+
+def _header(rec: Reconstructor) -> str:
+    text = ("# ASF: Alternative Sparse Fields\nReconstruct a whole image, as a continuous RGB field, from a "
+            "fraction of its pixels with conditional flow matching. Pick a sample or upload an image, "
+            "choose the observed pixels, pick a model and press **Run**.")
+    missing = rec.missing()
+    if missing:
+        text += "\n\n<details><summary>Missing checkpoints (those models are hidden)</summary>\n\n" + \
+                "\n".join(f"- {line}" for line in missing) + "\n</details>"
+    return text
+
+
+def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
+    rec = rec or Reconstructor()
+    ev = Handlers(rec)
+    methods = rec.methods()
+    labels = [h.LABELS[m] for m in methods]
+    default = next((m for m in ("local_implicit", "perceiver_io", "mamba") if m in methods), methods[0])
+    r_min, r_max, r_default = rec.radius_range()
+    d_states = rec.d_states()
+    first = h.samples()[0][0]
+    state0, original0, canvas0 = ev.load(first, None)
+    state0, observed0, mask_info0 = ev.make_mask(state0, "random", 20, 0, None)
+    private = dict(api_visibility="private")
+    heavy = dict(concurrency_id="model", concurrency_limit=1, **private)  # 2 cores: one model job at a time
+
+    with gr.Blocks(title="ASF: Alternative Sparse Fields", delete_cache=(3600, 3600)) as demo:
+        state = gr.State(state0)
+        gr.Markdown(_header(rec))
+        with gr.Tab("Reconstruct"):
+            with gr.Row():
+                with gr.Column(scale=3, min_width=280):
+                    gallery = gr.Gallery(h.samples(), label="Samples: click one", columns=8, height=170,
+                                         allow_preview=False, object_fit="cover", elem_id="samples",
+                                         elem_classes="pixelated")
+                    upload = gr.UploadButton("Upload an image", file_types=["image"], size="sm")
+                    original = gr.Image(original0["value"], label=original0["label"], height=200, **IMG)
+                    kind = gr.Radio(list(KINDS), value="random", label="Mask",
+                                    info="where observations may fall; brush: paint what to hide")
+                    density = gr.Slider(1, 100, 20, step=1, label="Observed pixels (%)", elem_id="density")
+                    seed = gr.Number(0, precision=0, label="Seed",
+                                     info="draws the mask and the noise: same seed, same image")
+                    brush = gr.ImageMask(canvas0, label="Paint the pixels to hide", visible=False,
+                                         type="numpy", canvas_size=(256, 256), layers=False, transforms=[],
+                                         sources=[],
+                                         elem_classes="pixelated", format="png")
+                    observed = gr.Image(observed0, label="Observed pixels (grey: hidden)", height=256, **IMG)
+                    mask_info = gr.Markdown(mask_info0)
+                with gr.Column(scale=2, min_width=240):
+                    method = gr.Radio(labels, value=h.LABELS[default], label="Architecture", elem_id="method")
+                    method_help = gr.Markdown(HELP[default])
+                    radius = gr.Slider(r_min, r_max, r_default, step=0.01, label="Radius",
+                                       visible=default == "local_implicit",
+                                       info=f"Local Implicit: how far each pixel looks ([-1, 1] units; "
+                                            f"0.1 = {rec.size * 0.05:.1f} px)")
+                    d_state = gr.Radio(d_states, value=16 if 16 in d_states else (d_states or [None])[0],
+                                       label="d_state", info="MAMBA's SSM state size (one checkpoint each)",
+                                       visible=default == "mamba")
+                    knobs = default in ARCH_LABELS
+                    steps = gr.Slider(1, MAX_STEPS, 20, step=1, label="Steps", visible=knobs, elem_id="steps",
+                                      info="ODE steps from noise (t=0) to image (t=1)")
+                    solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver", visible=knobs,
+                                         info="evaluations per step: euler 1, midpoint 2, heun 2, rk4 4")
+                    samples_k = gr.Slider(1, 8, 1, step=1, label="Samples (K)", visible=knobs,
+                                          info="K > 1 adds the posterior mean and a per-pixel std map")
+                    with gr.Row():
+                        run_btn = gr.Button("Run", variant="primary", elem_id="run")
+                        stop_btn = gr.Button("Stop", variant="stop")
+                    status = gr.Markdown("Ready.", elem_id="status")
+                with gr.Column(scale=4, min_width=320):
+                    with gr.Row():
+                        xt_img = gr.Image(label="x_t (state)", height=256, **IMG)
+                        x1_img = gr.Image(label="x̂1 (one-step estimate)", height=256, **IMG)
+                    step_slider = gr.Slider(0, 1, 0, step=1, label="Scrub the stored steps", visible=False)
+                    with gr.Row():
+                        result_img = gr.Image(label="Result: click a pixel", height=256, elem_id="result",
+                                              **IMG)
+                        mean_img = gr.Image(label="Mean of K samples", height=256, visible=False, **IMG)
+                        std_img = gr.Image(label="Per-pixel std of K", height=256, visible=False, **IMG)
+                    with gr.Row():
+                        metrics = gr.JSON(label="Metrics", elem_id="metrics")
+                        download = gr.DownloadButton("Download PNG", visible=False)
+            progress_plot = gr.Plot(figures.progress_figure([]), label="Along the flow")
+            with gr.Row():
+                attn_plot = gr.Plot(figures.empty_figure("click a pixel of the result"), label="Attention",
+                                    elem_id="attention")
+                infl_plot = gr.Plot(figures.empty_figure(), label="Gradient influence")
+                scan_plot = gr.Plot(figures.empty_figure(), label="Scan order")
+            loc_text = gr.Markdown(elem_id="locality")
+        with gr.Tab("API"):
+            gr.Markdown("The same reconstruction as one call, also served as the public endpoint "
+                        "`/reconstruct` (see *Use via API* at the foot of the page).")
+            with gr.Row():
+                api_image = gr.Image(first, type="filepath", image_mode=None, label="Image")
+                with gr.Column():
+                    api_arch = gr.Dropdown(labels, value=h.LABELS[default], label="Architecture",
+                                           allow_custom_value=True)  # keys too: "local_implicit"
+                    api_density = gr.Number(0.2, label="Density (observed fraction in (0, 1])")
+                    api_seed = gr.Number(0, precision=0, label="Seed")
+                    api_steps = gr.Number(20, precision=0, label="Steps")
+                    api_solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver",
+                                             allow_custom_value=True)
+                    api_btn = gr.Button("Reconstruct", variant="primary")
+                api_out = gr.Image(label="Reconstruction (32×32)", **IMG)
+            api_json = gr.JSON(label="Metrics")
+
+        # ---- wiring -------------------------------------------------------------------------
+        mask_in, mask_out = [state, kind, density, seed, brush], [state, observed, mask_info]
+        remask = ev.make_mask
+        gallery.select(ev.pick_sample, [state], [state, original, brush], **private) \
+            .then(remask, mask_in, mask_out, **private)
+        upload.upload(ev.load, [upload, state], [state, original, brush], **private) \
+            .then(remask, mask_in, mask_out, **private)
+        kind.change(lambda k: gr.update(visible=k == "brush"), kind, brush, **private) \
+            .then(remask, mask_in, mask_out, **private)
+        density.release(remask, mask_in, mask_out, **private)
+        seed.change(remask, mask_in, mask_out, **private)
+        # .input fires once per finished stroke (with the layer); .change is not sent per stroke
+        brush.input(remask, mask_in, mask_out, trigger_mode="always_last", show_progress="hidden", **private)
+        method.change(ev.knob_visibility, method, [radius, d_state, steps, solver, samples_k], **private) \
+            .then(lambda m: HELP[h.method_key(m)], method, method_help, **private)
+        run_btn.click(
+            ev.run, [state, method, steps, solver, seed, samples_k, radius, d_state],
+            [status, xt_img, x1_img, progress_plot, result_img, mean_img, std_img, metrics, download,
+             step_slider, state], show_progress="hidden", **heavy)
+        stop_btn.click(ev.request_stop, None, status, queue=False, **private)
+        step_slider.release(ev.scrub, [state, step_slider], [status, xt_img, x1_img], show_progress="hidden",
+                            **private)
+        result_img.select(ev.locality, [state], [attn_plot, infl_plot, scan_plot, loc_text],
+                          show_progress="minimal", show_progress_on=[attn_plot], **heavy)
+        api_in = [api_image, api_arch, api_density, api_seed, api_steps, api_solver]
+        api_btn.click(ev.api_reconstruct, api_in, [api_out, api_json],
+                      api_name="reconstruct", concurrency_id="model", concurrency_limit=1)
+    return demo

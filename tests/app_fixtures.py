@@ -1,0 +1,28 @@
+"""Shared by the app tests: a folder of tiny, randomly perturbed checkpoints (every architecture,
+MAMBA at two d_state values, one broken folder), so no test depends on what pretrained/ holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from asf_core.checkpoint import save_pretrained
+from asf_core.models import build_model
+
+TINY = {"perceiver_io_small": ("perceiver_io", {}), "local_implicit_small": ("local_implicit", {}),
+        "mamba_d8": ("mamba", {"d_state": 8}), "mamba_d16": ("mamba", {"d_state": 16})}
+SAMPLE = Path(__file__).resolve().parents[1] / "app" / "samples" / "cifar_0000_cat.png"
+
+
+def tiny_checkpoints(root: Path) -> Path:
+    torch.manual_seed(0)
+    for name, (arch, overrides) in TINY.items():
+        model = build_model(arch, "tiny", **overrides)
+        with torch.no_grad():  # the zero-initialised heads would make every output v = 0
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        save_pretrained(model, root / name, arch=arch)
+    (root / "broken").mkdir(exist_ok=True)
+    (root / "broken" / "config.json").write_text("{not json")
+    return root

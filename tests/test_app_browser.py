@@ -1,0 +1,92 @@
+"""The app in a real browser (Playwright + Chromium): pick a sample, 20% observed, Local Implicit for
+10 steps, wait for the result and its PSNR, click a pixel, see its locality map; screenshots go to
+test-artifacts/, and to docs/app_screenshot.png (when missing, or with ASF_UPDATE_SCREENSHOT=1) if the
+run used trained checkpoints.
+
+Skips, saying why, without Playwright or a Chromium (CHROMIUM, else /usr/bin/chromium; Debian:
+`apt-get install chromium`, since `playwright install` needs a download). Runs on the tiny test
+checkpoints unless ASF_PRETRAINED_DIR names a folder with local_implicit_small:
+    ASF_PRETRAINED_DIR=pretrained ASF_UPDATE_SCREENSHOT=1 pytest tests/test_app_browser.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.app_fixtures import tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
+                                     "(pip install -r requirements-dev.txt)")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    from app.inference import Reconstructor
+    from app.ui import LAUNCH, build_ui
+
+    chosen = os.environ.get("ASF_PRETRAINED_DIR")
+    real = bool(chosen and (Path(chosen) / "local_implicit_small" / "config.json").is_file())
+    folder = chosen if real else tiny_checkpoints(tmp_path_factory.mktemp("pretrained"))
+    demo = build_ui(Reconstructor(folder))
+    demo.queue(default_concurrency_limit=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH)
+    try:
+        yield f"http://127.0.0.1:{port}/", real
+    finally:
+        demo.close()
+
+
+def _set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def test_reconstruct_in_browser(url):
+    url, real = url
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1500})
+            page.goto(url, timeout=60_000)
+            page.locator("#samples img").nth(6).click()  # a CIFAR-10 test image
+            page.wait_for_timeout(500)
+            _set_number(page, "density", 20)
+            page.locator("#method").get_by_text("Local Implicit", exact=True).click()
+            _set_number(page, "steps", 10)
+            page.wait_for_timeout(500)
+            page.locator("#run").click()
+            status = page.locator("#status")
+            status.get_by_text("Done").wait_for(timeout=120_000)
+            assert "NFE 10" in status.inner_text()
+            assert "psnr" in page.locator("#metrics").inner_text()
+            result = page.locator("#result img")
+            box = result.bounding_box()
+            result.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.6})
+            page.locator("#locality").get_by_text("Pixel (").wait_for(timeout=60_000)
+            page.locator("#attention .js-plotly-plot").wait_for(timeout=30_000)
+            page.screenshot(path=str(artifacts / "app_browser.png"), full_page=True)
+            docs = ROOT / "docs" / "app_screenshot.png"  # only from trained weights, never the tiny ones
+            if real and (not docs.exists() or os.environ.get("ASF_UPDATE_SCREENSHOT") == "1"):
+                page.screenshot(path=str(docs), full_page=True)
+        finally:
+            browser.close()
