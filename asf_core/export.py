@@ -47,7 +47,7 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
 
 
-def model_card(name: str, config: dict, n_params: int, eval_table: str | None, hw: str) -> str:
+def model_card(name: str, config: dict, n_params: int, eval_table: str | None, hw: str, note: str = "") -> str:
     train = config["train"]
     hours = train.get("wall_seconds", 0) / 3600
     data = ("CIFAR-10 (45,000 training images; the last 5,000 held out for validation)"
@@ -59,6 +59,7 @@ def model_card(name: str, config: dict, n_params: int, eval_table: str | None, h
         f"{data} to reconstruct "
         f"images from {train.get('obs_fraction', 0.2):.0%} of their pixels, source `{train.get('source')}` "
         f"(σ = {train.get('sigma')}).", "",
+        *([f"**Status:** {note}", ""] if note else []),
         "## Training", "",
         "```bash", training_command(train), "```", "",
         "| steps | images seen | wall time | hardware |", "| --- | --- | --- | --- |",
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval", default=None, help="Markdown table from asf_core.evaluate for the card")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--hardware", default=None, help="what it was trained on (default: this machine)")
+    p.add_argument("--note", default="", help="a status line for the card, e.g. what it falls short of")
     args = p.parse_args(argv)
     try:
         model = load_model(args.run)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {out / WEIGHTS_NAME} is {size / 1e6:.1f} MB, over the 10 MB limit for a release")
     table = Path(args.eval).read_text() if args.eval else None
     n_params = sum(p.numel() for p in model.parameters())
-    card = model_card(Path(args.out).name, config, n_params, table, args.hardware or hardware())
+    card = model_card(Path(args.out).name, config, n_params, table, args.hardware or hardware(), args.note)
     (out / "MODEL_CARD.md").write_text(card)
     print(f"wrote {out} ({size / 1e6:.1f} MB weights)")
 

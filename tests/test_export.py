@@ -12,11 +12,12 @@ def test_export_writes_a_small_release_with_a_card(tmp_path):
     train(TrainConfig(arch="perceiver_io", preset="tiny", dataset="synthetic", out=str(run), max_steps=2,
                       batch_size=2, n_queries=8, val_every=2, val_n=4, val_steps=1, device="cpu"))
     (tmp_path / "eval.md").write_text("| method | PSNR |\n| --- | --- |\n| tps | 22.9 |\n")
-    main(["--run", str(run), "--out", str(tmp_path / "rel"), "--eval", str(tmp_path / "eval.md")])
+    main(["--run", str(run), "--out", str(tmp_path / "rel"), "--eval", str(tmp_path / "eval.md"),
+          "--note", "an early checkpoint"])
     rel = tmp_path / "rel"
     card = (rel / "MODEL_CARD.md").read_text()
     assert "python -m asf_core.train --arch perceiver_io --preset tiny --dataset synthetic" in card
-    assert "| tps | 22.9 |" in card and "| 2 | 4 |" in card
+    assert "| tps | 22.9 |" in card and "| 2 | 4 |" in card and "**Status:** an early checkpoint" in card
     config = json.loads((rel / "config.json").read_text())
     assert config["train"]["step"] == 2
     # fp16 on disk, the same model (to fp16 precision) once loaded
