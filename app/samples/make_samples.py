@@ -1,6 +1,6 @@
 """Write the app's bundled sample images (run once; the PNGs are committed, this records provenance).
 
-    python app/samples/make_samples.py --cifar-root /work/shared/data
+    python app/samples/make_samples.py --cifar-root DIR   (DIR holds cifar-10-batches-py)
 
 12 CIFAR-10 test images (the first of each class, then two more) at their native 32×32, and four
 photos from scikit-image's bundled data, downscaled to 192 px on the short side but not cropped, so
@@ -10,6 +10,7 @@ the app's centre-crop + resize is visible. Licences: app/samples/LICENSES.md.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ def main() -> None:
     import torchvision
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cifar-root", default="/work/shared/data")
+    ap.add_argument("--cifar-root", default=os.environ.get("ASF_DATA_DIR"), required="ASF_DATA_DIR" not in os.environ)
     args = ap.parse_args()
     ds = torchvision.datasets.CIFAR10(root=args.cifar_root, train=False, download=False)
     picked, seen = [], set()
