@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -65,8 +66,6 @@ def save_pretrained(
     metrics: dict | None = None, dtype: torch.dtype | None = None,
 ) -> Path:
     """Write config.json and model.safetensors into `folder` (weights cast to `dtype` if given)."""
-    from dataclasses import asdict
-
     folder = Path(folder)
     tensors = {
         k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
