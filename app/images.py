@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from asf_core.data import center_crop_resize
 from asf_core.fields import MASK_KINDS
 
 MAX_SIDE = 4096  # larger uploads are refused before decoding (8000×8000 is 192 MB of RGB)
@@ -130,12 +131,7 @@ def prepare(image, size: int = 32) -> Prepared:
     """Centre-crop to a square and resize to size×size, as asf_core.data.load_image does for files,
     so the app sees an upload exactly as `asf_core.evaluate --images` would."""
     rgb = to_rgb(image)
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    im = Image.fromarray(rgb[top:top + s, left:left + s])
-    if s != size:
-        im = im.resize((size, size), Image.Resampling.BICUBIC if s < size else Image.Resampling.LANCZOS)
+    im = center_crop_resize(Image.fromarray(rgb), size)
     return Prepared(original=rgb, image=np.asarray(im).copy())
 
 
@@ -177,14 +173,13 @@ def make_mask(kind: str, density: float, seed: int, size: int = 32, brush=None) 
     if not 0 < float(density) <= 1:
         raise InputError(f"the density must be in (0, 1], got {density}")
     g = torch.Generator().manual_seed(int(seed))
-    if kind != "brush":
-        return core_mask(1, size, size, float(density), kind, generator=g)[0].numpy()
-    allowed = np.flatnonzero(~brush_hidden(brush, size) if brush is not None else np.ones(size * size, bool))
-    n = min(round(float(density) * size * size), allowed.size)
-    picked = allowed[torch.rand(allowed.size, generator=g).argsort()[:n].numpy()]
-    mask = np.zeros(size * size, bool)
-    mask[picked] = True
-    return mask.reshape(size, size)
+    region = None
+    if kind == "brush":
+        region = torch.from_numpy(~brush_hidden(brush, size) if brush is not None else np.ones((size, size), bool))
+        if not region.any():
+            return np.zeros((size, size), bool)  # everything painted: check_mask explains
+        kind = "random"
+    return core_mask(1, size, size, float(density), kind, generator=g, region=region)[0].numpy()
 
 
 def check_mask(mask, size: int = 32) -> np.ndarray:

@@ -61,6 +61,16 @@ def load_cifar10(split: str = "train", data_dir: str | Path | None = None) -> to
     return images
 
 
+def center_crop_resize(im: Image.Image, size: int | None) -> Image.Image:
+    """The largest centred square, resized to size×size (bicubic up, Lanczos down)."""
+    s = min(im.size)
+    left, top = (im.width - s) // 2, (im.height - s) // 2
+    im = im.crop((left, top, left + s, top + s))
+    if size is not None and s != size:
+        im = im.resize((size, size), Image.Resampling.BICUBIC if s < size else Image.Resampling.LANCZOS)
+    return im
+
+
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     """One image file as uint8 (3, S, S): RGB, centre-cropped to a square, resized to `size`."""
     try:
@@ -69,11 +79,7 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
             im = im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
-    s = min(im.size)
-    left, top = (im.width - s) // 2, (im.height - s) // 2
-    im = im.crop((left, top, left + s, top + s))
-    if size is not None and s != size:
-        im = im.resize((size, size), Image.Resampling.BICUBIC if s < size else Image.Resampling.LANCZOS)
+    im = center_crop_resize(im, size)
     return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
 
 

@@ -56,7 +56,7 @@ def _region(kind: str, h: int, w: int) -> torch.Tensor:
 
 def make_mask(
     batch: int, h: int, w: int, fraction: float = 0.2, kind: str = "random",
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Observation masks with exactly round(fraction·H·W) observed pixels per image.
 
@@ -68,7 +68,7 @@ def make_mask(
         (B, H, W) bool, True where observed.
     """
     fraction = check_fraction(fraction)
-    region = _region(kind, h, w).flatten()
+    region = (_region(kind, h, w) if region is None else region.bool()).flatten()
     allowed = region.nonzero().squeeze(1)
     n = min(int(round(fraction * h * w)), allowed.numel())
     n = max(n, 1)

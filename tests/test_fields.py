@@ -78,3 +78,10 @@ def test_observations_reject_empty_or_ragged_masks():
     ragged[0, 0, 0] = True
     with pytest.raises(ValueError, match="same number"):
         observations(img, ragged)
+
+
+def test_mask_from_a_given_region():
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[:, :3] = True  # 24 allowed pixels
+    m = make_mask(3, 8, 8, 0.25, region=region, generator=torch.Generator().manual_seed(0))
+    assert (m.flatten(1).sum(1) == 16).all() and not m[:, :, 3:].any()
