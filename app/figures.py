@@ -3,6 +3,7 @@
     progress_figure(frames)         PSNR of x̂1 and mean |v| against t, one point per sampler step
     locality_figure(share, pixel)   a share map on the pixel grid, the clicked pixel, the radius circle
     scan_path_figure(path, is_obs)  MAMBA's first-layer scan order drawn as a path over the grid
+    sweep_figure(points, labels)    Compare tab: PSNR against steps per model and solver, baselines flat
 
 Maps are drawn in image orientation (row 0 at the top), one cell per model pixel.
 """
@@ -100,4 +101,41 @@ def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int
                                  marker=dict(symbol="x", size=11, color="red")))
     fig.update_layout(title="MAMBA scan order (first layer)", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
     _grid_axes(fig, h, w)
+    return fig
+
+
+_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+_DASHES = {"euler": "solid", "heun": "dash", "midpoint": "dot", "rk4": "dashdot"}
+
+
+def sweep_figure(points: list, labels: dict[str, str], title: str = "PSNR against steps") -> go.Figure:
+    """Points (app.compare.Point) -> one line per (method, solver) over steps on a log axis, colour
+    per method and dash per solver; a baseline (no steps) is a flat dotted line across the range."""
+    if not points:
+        return empty_figure("press Sweep to compute PSNR at 1, 2, 5, 10, 20, 50 steps")
+    fig = go.Figure()
+    methods = list(dict.fromkeys(p.method for p in points))
+    colour = {m: _COLOURS[i % len(_COLOURS)] for i, m in enumerate(methods)}
+    curves: dict[tuple, list] = {}
+    for p in points:
+        curves.setdefault((p.method, p.solver), []).append(p)
+    steps = [p.steps for p in points if p.solver is not None] or [1, 50]
+    lo, hi = min(steps), max(steps)
+    for (method, solver), pts in curves.items():
+        name = labels.get(method, method)
+        if solver is None:
+            fig.add_trace(go.Scatter(x=[lo, hi], y=[pts[0].psnr] * 2, mode="lines", name=name,
+                                     line=dict(color=colour[method], dash="dot", width=1.5),
+                                     hovertemplate=f"{name}: %{{y:.2f}} dB (no steps)<extra></extra>"))
+            continue
+        pts = sorted(pts, key=lambda p: p.steps)
+        fig.add_trace(go.Scatter(
+            x=[p.steps for p in pts], y=[p.psnr for p in pts], mode="lines+markers",
+            name=f"{name} · {solver}", customdata=[p.nfe for p in pts],
+            line=dict(color=colour[method], dash=_DASHES.get(solver, "solid")),
+            hovertemplate=(f"{name} · {solver}: %{{x}} steps (NFE %{{customdata}}): "
+                           "%{y:.2f} dB<extra></extra>")))
+    fig.update_layout(title=title, legend=dict(orientation="h", y=-0.25), **{**_LAYOUT, "height": 380})
+    fig.update_xaxes(type="log", title_text="steps (log scale)", tickvals=sorted(set(steps)))
+    fig.update_yaxes(title_text="PSNR (dB)")
     return fig

@@ -4,8 +4,13 @@ No model code and no layout here: app.ui wires these functions to components; th
 `Reconstructor` (numpy in, numpy out) and app.figures. User mistakes come back as gr.Error (the
 event fails with that message, the app keeps serving); recoverable oddities as gr.Warning.
 
-Session state is one dict per browser tab (gr.State): the prepared image, its mask, the frames
-of the last run and the settings it ran with, so scrubbing and locality clicks need no recompute.
+Session state is one dict per browser tab (gr.State): the prepared image, its mask, the original
+at the finer output sizes it covers (`refs`), the frames of the last run and the settings it ran
+with, so scrubbing and locality clicks need no recompute.
+
+The heavy events carry `@gpu` (app.space: spaces.GPU on Hugging Face Spaces, else a no-op). On
+ZeroGPU their arguments are pickled into a worker process; a Handlers pickles as a reference to
+the live object (`__reduce__`), which the forked worker shares, never as its models and locks.
 """
 
 from __future__ import annotations
@@ -13,18 +18,23 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from app import figures
+from app.compare import SWEEP_STEPS, Comparer
 from app.images import colormap
 from app.inference import ARCH_LABELS, BASELINE_LABELS, Frame, Reconstructor, Result
+from app.space import gpu
 
 DISPLAY = 8  # model pixels are shown as DISPLAY×DISPLAY squares (32 → 256 px)
+DISPLAY_SIDE = 256  # every grid (32, 64, 128) is shown nearest-neighbour upscaled to this many px
 ORIGINAL_MIN, ORIGINAL_MAX = 192, 384  # the uploaded original is shown about this big
 STREAM_EVERY = 0.08  # seconds between streamed frames (every step is still stored)
 PLOT_EVERY = 0.5  # seconds between chart updates while streaming
@@ -32,6 +42,9 @@ SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 LABELS = {**ARCH_LABELS, "tps": "Thin-plate spline", "biharmonic": "Biharmonic"}
 _STOP: dict[str, threading.Event] = {}  # session hash -> Stop pressed
 _OUT = Path(tempfile.mkdtemp(prefix="asf_app_"))
+# id -> Handlers, for pickling by reference (ZeroGPU workers); weak, so a closed app is freed
+_LIVE: weakref.WeakValueDictionary[int, Handlers] = weakref.WeakValueDictionary()
+TABLE_HEADERS = ["Model", "PSNR (dB)", "SSIM", "PSNR missing (dB)", "NFE", "Latency (s)", "Parameters"]
 
 
 @contextmanager
@@ -59,7 +72,23 @@ def method_key(name: str) -> str:
 
 
 def up(image: np.ndarray | None) -> np.ndarray | None:
-    return None if image is None else np.repeat(np.repeat(image, DISPLAY, 0), DISPLAY, 1)
+    """Nearest-neighbour upscaling to DISPLAY_SIDE px, so every grid pixel stays a crisp square."""
+    if image is None:
+        return None
+    factor = max(1, DISPLAY_SIDE // image.shape[0])
+    return np.repeat(np.repeat(image, factor, 0), factor, 1)
+
+
+def _handlers(key: int) -> Handlers:
+    return _LIVE[key]
+
+
+def table(entries: list) -> pd.DataFrame:
+    """Compare entries (app.compare.Entry) -> one row per model."""
+    rows = [[LABELS[e.method], e.metrics["psnr"], e.metrics["ssim"], e.metrics["psnr_missing"], e.nfe,
+             round(e.seconds, 3), f"{e.params:,}" if e.params is not None else "none (no learning)"]
+            for e in entries]
+    return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
 def _for_display(image: np.ndarray) -> np.ndarray:
@@ -77,14 +106,25 @@ class Handlers:
     Gradio still sees the gr.Request / gr.SelectData annotations it injects by)."""
 
     def __init__(self, rec: Reconstructor):
-        self.rec = rec
+        self.rec, self.comparer = rec, Comparer(rec)
+        _LIVE[id(self)] = self
+
+    def __reduce__(self):  # ZeroGPU pickles the arguments of @gpu functions, self included
+        return _handlers, (id(self),)
+
+    @staticmethod
+    def _image_and_mask(state: dict | None):
+        if not state or state.get("image") is None or state.get("mask") is None:
+            raise gr.Error("Pick a sample or upload an image first.")
+        return state["image"], state["mask"]
 
     # ---- input ----------------------------------------------------------------------------
     def load(self, source, state: dict | None):
         """A sample path, an uploaded file path or an array -> state, original view, brush canvas."""
         with user_errors():
             prepared = self.rec.prepare(source)
-        state = {"image": prepared.image, "frames": [], "run": None}
+        state = {"image": prepared.image, "refs": self.rec.references(prepared.original), "frames": [],
+                 "run": None}
         h, w = prepared.original.shape[:2]
         s = self.rec.size
         note = f"{w}×{h} → centre-cropped, resized to {s}×{s}" if (h, w) != (s, s) else ""
@@ -131,26 +171,68 @@ class Handlers:
 
     @staticmethod
     def _summary(res: Result, method: str) -> dict:
-        return {"method": method, "seconds": round(res.seconds, 3), "nfe": res.nfe, **res.metrics}
+        return {"method": method, "size": res.size, "seconds": round(res.seconds, 3), "nfe": res.nfe,
+                **res.metrics}
 
+    def _note(self, res: Result | None, out: int) -> str:
+        lines = list(res.notes) if res is not None else []
+        s = self.rec.size
+        if res is None and out > s:  # said while it runs: the wait grows with the number of queries
+            lines.append(f"Sampling the field on a {out}×{out} grid from the same {s}×{s} observations: "
+                         f"{(out // s) ** 2}× the queries of a {s}×{s} run, so each step takes longer.")
+        return "\n\n".join(lines)
+
+    def _status(self, result: Result, method: str, word: str = "Done") -> str:
+        side = f" · {result.size}×{result.size}" if result.size != self.rec.size else ""
+        return (f"{word}: **{LABELS[method]}**{side} · PSNR {result.metrics['psnr']:.2f} dB · SSIM "
+                f"{result.metrics['ssim']:.3f} · {result.seconds:.2f} s · NFE {result.nfe}. "
+                + ("Click a pixel of the result for its locality maps." if method in ARCH_LABELS else ""))
+
+    def _final(self, result: Result, method: str, frames: list, chart, slider, state):
+        """The outputs of a finished run."""
+        many = result.mean is not None  # K > 1: show the mean and the std map
+        std = gr.update(visible=many, value=up(colormap(result.std, max(float(result.std.max()), 1e-3)))
+                        if many else None)
+        mean = gr.update(visible=many, value=up(result.mean))
+        f = frames[-1] if frames else None
+        return (self._status(result, method), up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart,
+                up(result.image), mean, std, self._summary(result, method),
+                gr.update(value=self._png(result.image, method), visible=True), slider,
+                self._note(result, result.size), state)
+
+    def initial(self, state: dict, method: str = "tps") -> dict:
+        """The first page's result, computed at start-up so a visitor sees one at once (a baseline:
+        ~1 s for scipy's import, then milliseconds): state, status, result, metrics, download, note."""
+        with user_errors():
+            result = self.rec.reconstruct(state["image"], state["mask"], method)
+        run_ = {"method": method, "out_size": result.size, "steps": 0, "solver": "euler", "seed": 0,
+                "samples": 1, "radius": None, "d_state": None}
+        return dict(state={**state, "frames": [], "run": run_},
+                    status=self._status(result, method, "Precomputed"), result=up(result.image),
+                    metrics=self._summary(result, method),
+                    download=self._png(result.image, method), note=self._note(result, result.size))
+
+    @gpu(duration=120)
     def run(self, state: dict | None, method_label: str, steps, solver, seed, samples_k,
-            radius, d_state, request: gr.Request):
+            radius, d_state, out_size=None, request: gr.Request = None):
         """Stream frames while sampling; outputs: status, x_t, x̂1, chart, result, mean, std, metrics,
-        download, step slider, state."""
+        download, step slider, note, state."""
         skip = gr.skip()
-        if not state or state.get("image") is None or state.get("mask") is None:
-            raise gr.Error("Pick a sample or upload an image first.")
+        self._image_and_mask(state)
         method = method_key(method_label)
         session = getattr(request, "session_hash", None) or "default"
         stop = _STOP.setdefault(session, threading.Event())
         stop.clear()
+        out = int(out_size or self.rec.size)
         knobs = dict(steps=int(steps), solver=solver, seed=int(seed or 0), samples=int(samples_k),
                      radius=float(radius), d_state=int(d_state) if d_state else None)
         frames, result, last, last_plot = [], None, 0.0, 0.0
         yield (f"Running **{LABELS[method]}**…", None, None, figures.progress_figure([]), None, None, None,
-               None, gr.update(value=None, visible=False), gr.update(visible=False), state)
+               None, gr.update(value=None, visible=False), gr.update(visible=False), self._note(None, out),
+               state)
         with user_errors():
-            stream = self.rec.run(state["image"], state["mask"], method, **knobs)
+            stream = self.rec.run(state["image"], state["mask"], method, out_size=out,
+                                  reference=(state.get("refs") or {}).get(out), **knobs)
             try:
                 for item in stream:
                     if isinstance(item, Result):
@@ -160,17 +242,17 @@ class Handlers:
                     if stop.is_set():
                         break
                     now = time.perf_counter()
-                    if now - last >= STREAM_EVERY:
+                    if now - last >= STREAM_EVERY:  # bounded: at most ~12 frames a second, any grid
                         plot = skip
                         if now - last_plot >= PLOT_EVERY:
                             plot, last_plot = figures.progress_figure(frames), now
                         last = now
                         yield (self._frame_status(item, knobs["steps"], method), up(item.x_t),
-                               up(item.x1_hat), plot, skip, skip, skip, skip, skip, skip, state)
+                               up(item.x1_hat), plot, skip, skip, skip, skip, skip, skip, skip, state)
             finally:
                 stream.close()  # Stop: the sampler ends between steps
                 _STOP.pop(session, None)
-        state = {**state, "frames": frames, "run": {"method": method, **knobs}}
+        state = {**state, "frames": frames, "run": {"method": method, "out_size": out, **knobs}}
         slider = gr.update(visible=bool(frames), minimum=0, maximum=max(len(frames) - 1, 0),
                            value=max(len(frames) - 1, 0), step=1)
         chart = figures.progress_figure(frames)
@@ -178,19 +260,9 @@ class Handlers:
             f = frames[-1] if frames else None
             yield (f"Stopped at step {f.step if f else 0}. Scrub the stored steps below.",
                    up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart, None, None, None,
-                   None, gr.update(visible=False), slider, state)
+                   None, gr.update(visible=False), slider, "", state)
             return
-        many = result.mean is not None  # K > 1: show the mean and the std map
-        std = gr.update(visible=many, value=up(colormap(result.std, max(float(result.std.max()), 1e-3)))
-                        if many else None)
-        mean = gr.update(visible=many, value=up(result.mean))
-        status = (f"Done: **{LABELS[method]}** · PSNR {result.metrics['psnr']:.2f} dB · SSIM "
-                  f"{result.metrics['ssim']:.3f} · {result.seconds:.2f} s · NFE {result.nfe}. "
-                  + ("Click a pixel of the result for its locality maps." if method in ARCH_LABELS else ""))
-        f = frames[-1] if frames else None
-        yield (status, up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart, up(result.image), mean,
-               std, self._summary(result, method),
-               gr.update(value=self._png(result.image, method), visible=True), slider, state)
+        yield self._final(result, method, frames, chart, slider, state)
 
     def request_stop(self, request: gr.Request):
         _STOP.setdefault(getattr(request, "session_hash", None) or "default", threading.Event()).set()
@@ -213,8 +285,9 @@ class Handlers:
             raise gr.Error("Run a model first, then click a pixel of the result.")
         if run_["method"] not in ARCH_LABELS:
             raise gr.Error("Locality maps are for the learned models; the baselines have no attention.")
-        x, y = evt.index[0], evt.index[1]  # pixel of the displayed (upscaled) image
-        pixel = (min(int(y) // DISPLAY, self.rec.size - 1), min(int(x) // DISPLAY, self.rec.size - 1))
+        x, y = evt.index[0], evt.index[1]  # pixel of the displayed image: DISPLAY_SIDE px whatever the grid
+        s = self.rec.size
+        pixel = (min(int(y) * s // DISPLAY_SIDE, s - 1), min(int(x) * s // DISPLAY_SIDE, s - 1))
         with user_errors():
             loc = self.rec.locality(state["image"], state["mask"], run_["method"], pixel,
                                radius=run_["radius"], d_state=run_["d_state"])
@@ -237,7 +310,55 @@ class Handlers:
         return attn, infl, scan, text
 
 
+    # ---- compare --------------------------------------------------------------------------
+    def compare_methods(self) -> list[str]:
+        """The methods the Compare tab shows, in its order (one image each)."""
+        return self.comparer.methods()
+
+    @gpu(duration=120)
+    def compare(self, state: dict | None, seed, steps, solver, radius, d_state):
+        """Every method on the Reconstruct tab's image and mask with one seed -> status, one image
+        per method (as each finishes), the table."""
+        image, mask = self._image_and_mask(state)
+        methods, entries = self.compare_methods(), []
+        shown = [gr.update(value=None, label=LABELS[m]) for m in methods]
+        yield (f"Comparing {len(methods)} methods…", *shown, table(entries))
+        with user_errors():
+            for i, e in enumerate(self.comparer.compare(image, mask, seed=int(seed or 0), steps=int(steps),
+                                                         solver=str(solver), radius=radius, d_state=d_state)):
+                entries.append(e)
+                shown[i] = gr.update(value=up(e.image),
+                                     label=f"{LABELS[e.method]} · {e.metrics['psnr']:.2f} dB")
+                status = (f"{LABELS[e.method]} finished ({i + 1} of {len(methods)})…" if i + 1 < len(methods)
+                          else f"Done: seed {int(seed or 0)}, {int(steps)} {solver} steps; every model "
+                               f"started from the same noise ε.")
+                yield (status, *shown, table(entries))
+
+    @gpu(duration=300)
+    def sweep(self, state: dict | None, seed, solvers, radius, d_state):
+        """PSNR against steps (1 … 50) per model and solver -> status, figure; cached per input."""
+        image, mask = self._image_and_mask(state)
+        solvers = tuple(solvers or ())
+        points, last = [], 0.0
+        learned = [m for m in self.compare_methods() if m in ARCH_LABELS]
+        total = len(learned) * len(solvers) * len(SWEEP_STEPS) + len(self.compare_methods()) - len(learned)
+        yield "Sweeping…", figures.sweep_figure([], LABELS)
+        with user_errors():
+            for p in self.comparer.sweep(image, mask, seed=int(seed or 0), solvers=solvers, steps=SWEEP_STEPS,
+                                         radius=radius, d_state=d_state):
+                points.append(p)
+                now = time.perf_counter()
+                if now - last >= PLOT_EVERY and len(points) < total:
+                    last = now
+                    where = LABELS[p.method] + (f" · {p.solver} · {p.steps} steps" if p.solver else "")
+                    yield (f"{len(points)} of {total}: {where}: {p.psnr:.2f} dB",
+                           figures.sweep_figure(points, LABELS))
+        cached = sum(p.cached for p in points)
+        yield (f"Done: {len(points)} points ({cached} from the cache), seed {int(seed or 0)}.",
+               figures.sweep_figure(points, LABELS))
+
     # ---- public API -----------------------------------------------------------------------
+    @gpu(duration=60)
     def api_reconstruct(self, image, architecture: str, density: float, seed: float,
                         steps: float, solver: str):
         """The `/reconstruct` endpoint: image + settings -> (32×32 reconstruction, metrics JSON).

@@ -135,6 +135,16 @@ def prepare(image, size: int = 32) -> Prepared:
     return Prepared(original=rgb, image=np.asarray(im).copy())
 
 
+def references(original: np.ndarray, sizes, model_size: int = 32) -> dict[int, np.ndarray]:
+    """The original as truth at finer output grids: {side: (side, side, 3) uint8} for every side in
+    `sizes` above the model grid that the centre crop covers (crop side >= side), cropped exactly as
+    `prepare` crops and shrunk with Lanczos (antialiased), so pixel (i, j) covers the same area as
+    the field's query (i, j). A 32×32 CIFAR image has none: nothing finer is known about it."""
+    side = min(original.shape[:2])
+    return {int(s): np.asarray(center_crop_resize(Image.fromarray(original), int(s))).copy()
+            for s in sizes if model_size < int(s) <= side}
+
+
 def brush_hidden(brush, size: int = 32) -> np.ndarray:
     """Painted strokes -> (S, S) bool, True where hidden. `brush` is a gr.ImageMask value (a dict
     with `layers`), an RGBA layer (alpha = paint), or a (H, W) array (non-zero = paint)."""

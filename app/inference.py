@@ -9,10 +9,14 @@
 Numpy in, numpy out: images are uint8 (H, W, 3), masks bool (H, W). Methods are the architecture
 names of asf_core.models.MODELS (one checkpoint each in pretrained/<name>/, MAMBA one per d_state)
 and the baselines `tps` and `biharmonic`. Models load lazily on first use and stay cached.
-Randomness comes from torch.Generator seeded by `seed`: the same seed gives the same image.
+Randomness comes from torch.Generator seeded by `seed`: the same seed gives the same image, and
+because x_0 = [interp +] σ·ε draws ε first from a fresh generator, the same ε for every model.
+`out_size` (32, 64, 128) queries the field on a finer grid from the same S×S observations; with a
+`reference` (the original at that size) the metrics add psnr_original / ssim_original. Checkpoints
+missing from pretrained/ are fetched from the Hub repository in $ASF_HUB_REPO (app.space).
 Bad input raises `InputError` (a ValueError) with a message fit for the user.
 
-Symbols: S model grid side (32) · K samples · Q = S² queries.
+Symbols: S model grid side (32) · O output side (S, 2S, 4S) · K samples · Q = O² queries.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # bicubic upsampling of the biharmonic fill
 
 from app import images as im
+from app import scores, space
 from app.images import InputError, Prepared
 from asf_core.checkpoint import CheckpointError, load_model, read_config
-from asf_core.metrics import image_metrics, psnr, to_unit
+from asf_core.metrics import psnr, to_unit
 from asf_core.reconstruct import reconstruct
 from asf_core.sampling import METHODS
 
@@ -41,6 +47,7 @@ BASELINE_LABELS = {"tps": "thin-plate spline", "biharmonic": "biharmonic"}
 SOLVERS = tuple(METHODS)
 D_STATES = (8, 16, 32)
 MAX_STEPS, MAX_SAMPLES = 100, 16
+OUT_SIZES = (32, 64, 128)  # output grids; the models were trained on 32×32
 _TRAIN = ("python -m asf_core.train --arch {arch} --preset small{extra} --source interp --sigma 0.3 "
           "--max-steps 30000 "
           "--data-dir DIR --out runs/{name} && "
@@ -56,41 +63,46 @@ class Frame:
     step: int
     t: float
     nfe: int
-    x_t: np.ndarray  # (S, S, 3) uint8, the state (first sample)
-    x1_hat: np.ndarray  # (S, S, 3) uint8, x̂1 = x_t + (1 - t)·v with the observed pixels pasted in
-    psnr: float | None  # of x̂1 against the original
+    x_t: np.ndarray  # (O, O, 3) uint8, the state (first sample)
+    x1_hat: np.ndarray  # (O, O, 3) uint8, x̂1 = x_t + (1 - t)·v (observed pixels pasted in when O = S)
+    psnr: float | None  # of x̂1 (area-averaged to S×S) against the S×S image
     v_abs: float | None  # mean |v| (None after the last step)
 
 
 @dataclass
 class Result:
-    image: np.ndarray  # (S, S, 3) uint8, the first sample (the fill, for baselines)
-    metrics: dict  # psnr, ssim, psnr_missing, ssim_missing (+ *_mean, *_onestep for models)
+    image: np.ndarray  # (O, O, 3) uint8, the first sample (the fill, for baselines)
+    metrics: dict  # psnr, ssim, psnr_missing, ssim_missing (+ *_mean, *_onestep, std_error_corr,
+    #                psnr_original, ssim_original where they apply); on the S×S grid, see `notes`
     seconds: float
     nfe: int
-    mean: np.ndarray | None = None  # (S, S, 3) uint8, mean of the K samples when K > 1
-    std: np.ndarray | None = None  # (S, S) float, per-pixel std over the K samples (mean over RGB)
-    samples: list = field(default_factory=list)  # K × (S, S, 3) uint8
+    mean: np.ndarray | None = None  # (O, O, 3) uint8, mean of the K samples when K > 1
+    std: np.ndarray | None = None  # (O, O) float, per-pixel std over the K samples (mean over RGB)
+    samples: list = field(default_factory=list)  # K × (O, O, 3) uint8
     frames: list = field(default_factory=list)  # every Frame, for scrubbing afterwards
+    size: int = 32  # O
+    notes: list = field(default_factory=list)  # one sentence each: how the metrics were measured
 
 
 class _Stop(Exception):
     pass
 
 
-def _metrics(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor, suffix: str = "") -> dict:
-    return {f"{k}{suffix}": round(float(v[0]), 4) for k, v in image_metrics(pred, truth, mask).items()}
-
-
 class Reconstructor:
-    """Finds checkpoints in `pretrained_dir` (default $ASF_PRETRAINED_DIR or ./pretrained)."""
+    """Finds checkpoints in `pretrained_dir` (default $ASF_PRETRAINED_DIR or ./pretrained), then
+    the ones still missing in the Hub repository `hub_repo` (default $ASF_HUB_REPO, if set)."""
 
-    def __init__(self, pretrained_dir: str | Path | None = None, device: str = "cpu", size: int = 32):
+    def __init__(self, pretrained_dir: str | Path | None = None, device: str = "cpu", size: int = 32,
+                 hub_repo: str | None = None):
         self.root = Path(pretrained_dir or os.environ.get("ASF_PRETRAINED_DIR") or ROOT / "pretrained")
         self.device, self.size = device, size
+        self.hub_repo = hub_repo if hub_repo is not None else space.hub_repo()
         self._models: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
         self.checkpoints, self.broken = self._discover()
+        self.hub_errors: dict[str, str] = {}
+        if self.hub_repo:
+            self._discover_hub()
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _discover(self) -> tuple[dict[str, dict], dict[str, str]]:
@@ -100,14 +112,26 @@ class Reconstructor:
             if not (folder / "config.json").is_file():
                 continue
             try:
-                config = read_config(folder)
+                found[folder.name] = self._entry(folder)
             except CheckpointError as e:
                 broken[folder.name] = str(e)
-                continue
-            model = config["model"]
-            found[folder.name] = {"arch": config["arch"], "path": folder, "d_state": model.get("d_state"),
-                                  "metrics": config.get("metrics", {})}
         return found, broken
+
+    @staticmethod
+    def _entry(folder: Path, origin: str = "local") -> dict:
+        config = read_config(folder)
+        return {"arch": config["arch"], "path": folder, "d_state": config["model"].get("d_state"),
+                "metrics": config.get("metrics", {}), "origin": origin}
+
+    def _discover_hub(self) -> None:
+        """Fill the released names pretrained/ lacks from the Hub (cache first when offline)."""
+        wanted = [n for n in EXPECTED if n not in self.checkpoints and n not in self.broken]
+        found, self.hub_errors = space.hub_checkpoints(self.hub_repo, wanted)
+        for name, folder in found.items():
+            try:
+                self.checkpoints[name] = self._entry(folder, origin=f"hub:{self.hub_repo}")
+            except CheckpointError as e:
+                self.hub_errors[name] = str(e)
 
     def methods(self) -> list[str]:
         """Runnable methods: architectures with a checkpoint, then the baselines."""
@@ -130,7 +154,9 @@ class Reconstructor:
         lines = [f"{name}: unreadable ({msg})" for name, msg in self.broken.items()]
         for name, (arch, extra) in EXPECTED.items():
             if name not in self.checkpoints and name not in self.broken:
-                lines.append(f"{name}: not in {self.root}; train and export it with "
+                hub = (f", nor from the Hub repo {self.hub_repo} ({self.hub_errors[name]})"
+                       if name in self.hub_errors else "")
+                lines.append(f"{name}: not in {self.root}{hub}; train and export it with "
                              f"`{_TRAIN.format(arch=arch, extra=extra, name=name)}`")
         return lines
 
@@ -160,10 +186,20 @@ class Reconstructor:
                     raise InputError(f"checkpoint {name} cannot be loaded: {e}") from None
             return self._models[name]
 
+    def param_count(self, method: str, d_state: int | None = None) -> int | None:
+        """Trainable parameters of the checkpoint serving `method` (None for a baseline)."""
+        if method not in ARCH_LABELS:
+            return None
+        return sum(p.numel() for p in self.model(method, d_state).parameters())
+
     # ---- images and masks --------------------------------------------------------------------
     def prepare(self, image) -> Prepared:
         """Any image (array, PIL, path, bytes) -> original RGB + the S×S model input."""
         return im.prepare(image, self.size)
+
+    def references(self, original: np.ndarray) -> dict[int, np.ndarray]:
+        """{O: the original at O×O} for the output sizes above S that the original covers."""
+        return im.references(original, OUT_SIZES, self.size)
 
     def make_mask(self, kind: str = "random", density: float = 0.2, seed: int = 0, brush=None) -> np.ndarray:
         return im.make_mask(kind, density, seed, self.size, brush)
@@ -174,6 +210,19 @@ class Reconstructor:
 
     def observed_view(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return im.observed_view(image, mask)
+
+    def _check_out(self, out_size, reference):
+        out = self.size if out_size is None else out_size
+        if out not in OUT_SIZES or int(out) < self.size:
+            raise InputError(f"the output resolution must be one of {', '.join(map(str, OUT_SIZES))}, "
+                             f"got {out_size}")
+        out = int(out)
+        if reference is not None:
+            reference = np.asarray(reference)
+            if reference.shape != (out, out, 3) or reference.dtype != np.uint8:
+                raise InputError(f"the reference must be a {out}×{out} RGB uint8 image, got shape "
+                                 f"{reference.shape}")
+        return out, reference
 
     def _check(self, image, mask, method: str, steps: int, solver: str, samples: int):
         image = np.asarray(image)
@@ -194,40 +243,84 @@ class Reconstructor:
     # ---- reconstruction ----------------------------------------------------------------------
     def run(self, image: np.ndarray, mask: np.ndarray, method: str, *, steps: int = 20,
             solver: str = "euler", seed: int = 0, samples: int = 1, radius: float | None = None,
-            d_state: int | None = None) -> Iterator[Frame | Result]:
+            d_state: int | None = None, out_size: int | None = None,
+            reference: np.ndarray | None = None) -> Iterator[Frame | Result]:
         """Reconstruct, yielding a Frame before every step and after the last, then one Result.
 
         The sampler runs in a worker thread that waits for each Frame to be taken, so closing the
         generator (a Stop button) stops sampling between steps; the baselines yield only a Result.
+        `out_size` O queries the field on an O×O grid; `reference` (O, O, 3) is the truth there.
         """
-        image, mask = self._check(image, mask, method, steps, solver, samples)
-        truth, mask_t = im.to_tensor(image), torch.from_numpy(mask)[None]
-        start = time.perf_counter()
+        job = self._job(image, mask, method, steps, solver, seed, samples, radius, d_state, out_size,
+                        reference)
         if method in BASELINE_LABELS:
-            from asf_core.baselines import reconstruct as baseline_reconstruct  # scipy: ~1 s, on first use
-
-            out = baseline_reconstruct(method, truth, mask_t)
-            yield Result(image=im.to_uint8(out[0]), metrics=_metrics(out, truth, mask_t),
-                         seconds=time.perf_counter() - start, nfe=0, samples=[im.to_uint8(out[0])])
+            yield self._baseline(job)
             return
-        model = self.model(method, d_state)
-        kwargs = {"radius": float(radius)} if method == "local_implicit" and radius is not None else {}
-        yield from self._sample(model, truth, mask_t, start, int(steps), solver, int(seed), int(samples),
-                                kwargs)
+        yield from self._stream(job)
 
-    def _sample(self, model, truth, mask_t, start, steps, solver, seed, samples, kwargs):
+    def reconstruct(self, image, mask, method: str, **knobs) -> Result:
+        """`run` without streaming (no worker thread, no frames): the Result only."""
+        job = self._job(image, mask, method, knobs.pop("steps", 20), knobs.pop("solver", "euler"),
+                        knobs.pop("seed", 0), knobs.pop("samples", 1), **knobs)
+        if method in BASELINE_LABELS:
+            return self._baseline(job)
+        return self._result(job, self._integrate(job, None), [])
+
+    def _job(self, image, mask, method, steps, solver, seed, samples, radius=None, d_state=None,
+             out_size=None, reference=None) -> dict:
+        """Checked inputs of one reconstruction, as tensors, with its start time."""
+        image, mask = self._check(image, mask, method, steps, solver, samples)
+        out, reference = self._check_out(out_size, reference)
+        job = dict(method=method, truth=im.to_tensor(image), mask=torch.from_numpy(mask)[None], out=out,
+                   reference=reference, steps=int(steps), solver=solver, seed=int(seed),
+                   samples=int(samples), kwargs={}, start=time.perf_counter())
+        if method in ARCH_LABELS:
+            job["model"] = self.model(method, d_state)
+            if method == "local_implicit" and radius is not None:
+                job["kwargs"] = {"radius": float(radius)}
+        return job
+
+    def _baseline(self, job: dict) -> Result:
+        from asf_core.baselines import POINT_METHODS
+        from asf_core.baselines import reconstruct as baseline_reconstruct  # scipy: ~1 s, on first use
+
+        method, truth, mask_t, out = job["method"], job["truth"], job["mask"], job["out"]
+        notes = scores.notes(job["out"], self.size, job["reference"] is not None)
+        if out == self.size or method in POINT_METHODS:  # an interpolant: evaluate it on the finer grid
+            fill = baseline_reconstruct(method, truth, mask_t, out_hw=(out, out))
+        else:  # biharmonic solves on the pixel grid only
+            fill = baseline_reconstruct(method, truth, mask_t)
+            fill = F.interpolate(fill, size=(out, out), mode="bicubic", align_corners=False).clamp(-1, 1)
+            notes.append(f"Biharmonic inpainting solves on the {self.size}×{self.size} pixel grid; its "
+                         f"fill is shown bicubically upsampled to {out}×{out}.")
+        metrics = scores.grid_metrics(fill, truth, mask_t)
+        if job["reference"] is not None:
+            metrics.update(scores.vs_reference(fill, job["reference"]))
+        image = im.to_uint8(fill[0])
+        return Result(image=image, metrics=metrics, seconds=time.perf_counter() - job["start"], nfe=0,
+                      samples=[image], size=out, notes=notes)
+
+    def _integrate(self, job: dict, callback):
+        g = torch.Generator().manual_seed(job["seed"])  # fresh per call: ε is the first draw
+        return reconstruct(job["model"], job["truth"], job["mask"], steps=job["steps"], solver=job["solver"],
+                           samples=job["samples"], out_hw=(job["out"], job["out"]), generator=g,
+                           callback=callback, **job["kwargs"])
+
+    def _stream(self, job: dict) -> Iterator[Frame | Result]:
         frames: queue.Queue = queue.Queue(maxsize=1)
         stop, done = threading.Event(), {}
-        seen, s, unit_truth = mask_t[:, None], self.size, to_unit(truth)
+        truth, out, s = job["truth"], job["out"], self.size
+        seen, unit_truth = job["mask"][:, None], to_unit(truth)
 
         def on_step(info: dict) -> None:
-            x1 = info["x1_hat"][:1].transpose(1, 2).reshape(1, 3, s, s).clamp(-1, 1)
-            x1 = torch.where(seen, truth, x1)
-            xt = info["x_t"][:1].transpose(1, 2).reshape(1, 3, s, s)
+            x1 = info["x1_hat"][:1].transpose(1, 2).reshape(1, 3, out, out).clamp(-1, 1)
+            if out == s:  # on the input grid the observed pixels are known exactly
+                x1 = torch.where(seen, truth, x1)
+            xt = info["x_t"][:1].transpose(1, 2).reshape(1, 3, out, out)
             v = info["v"]
             frame = Frame(step=info["step"], t=float(info["t"]), nfe=int(info["nfe"]),
-                          x_t=im.to_uint8(xt[0]), x1_hat=im.to_uint8(x1[0]),
-                          psnr=round(float(psnr(to_unit(x1), unit_truth)[0]), 4),  # no SSIM per step: cheap
+                          x_t=im.to_uint8(xt[0]), x1_hat=im.to_uint8(x1[0]),  # no SSIM per step: cheap
+                          psnr=round(float(psnr(to_unit(scores.to_grid(x1, s)), unit_truth)[0]), 4),
                           v_abs=None if v is None else float(v[:1].abs().mean()))
             while True:  # hand the frame over, or give up if the consumer has gone
                 if stop.is_set():
@@ -240,9 +333,7 @@ class Reconstructor:
 
         def work() -> None:
             try:
-                g = torch.Generator().manual_seed(seed)
-                done["rec"] = reconstruct(model, truth, mask_t, steps=steps, solver=solver, samples=samples,
-                                          generator=g, callback=on_step, **kwargs)
+                done["rec"] = self._integrate(job, on_step)
             except _Stop:
                 pass
             except BaseException as e:  # re-raised in the consumer's thread
@@ -266,27 +357,32 @@ class Reconstructor:
             worker.join()
         if "error" in done:
             raise done["error"]
-        yield self._result(done["rec"], truth, mask_t, start, kept)
+        yield self._result(job, done["rec"], kept)
 
-    def _result(self, rec, truth, mask_t, start, frames) -> Result:
-        seconds = time.perf_counter() - start
-        metrics = _metrics(rec.sample, truth, mask_t)
-        metrics.update(_metrics(rec.onestep, truth, mask_t, "_onestep"))
+    def _result(self, job: dict, rec, frames) -> Result:
+        truth, mask_t, reference, out = job["truth"], job["mask"], job["reference"], job["out"]
+        seconds = time.perf_counter() - job["start"]
+        metrics = scores.grid_metrics(rec.sample, truth, mask_t)
+        metrics.update(scores.grid_metrics(rec.onestep, truth, mask_t, "_onestep"))
+        if reference is not None:
+            metrics.update(scores.vs_reference(rec.sample, reference))
+        notes = scores.notes(job["out"], self.size, job["reference"] is not None)
+        if out > self.size:  # seen on the shipped checkpoints: grain at 128×128, a smooth x̂1
+            notes.append(f"The source noise is drawn independently at each of the {out}×{out} queries, "
+                         f"a density the models never saw in training, so a sample can keep some grain; "
+                         f"the one-step estimate x̂1 (psnr_onestep) and the mean of K samples are smoother.")
         k = rec.samples.shape[0]
         mean = std = None
         if k > 1:
-            metrics.update(_metrics(rec.mean, truth, mask_t, "_mean"))
+            metrics.update(scores.grid_metrics(rec.mean, truth, mask_t, "_mean"))
             mean = im.to_uint8(rec.mean[0])
-            std = rec.samples[:, 0].float().std(0).mean(0).numpy() / 2  # in [0, 1] colour units
+            std_t = rec.samples[:, 0].float().std(0).mean(0, keepdim=True)[None] / 2  # (1, 1, O, O), [0, 1]
+            std = std_t[0, 0].numpy()
+            metrics["std_error_corr"], note = scores.calibration(rec.mean, std_t, truth, mask_t, reference)
+            notes.append(note)
         return Result(image=im.to_uint8(rec.sample[0]), metrics=metrics, seconds=seconds, nfe=rec.nfe,
-                      mean=mean, std=std, samples=[im.to_uint8(x[0]) for x in rec.samples], frames=frames)
-
-    def reconstruct(self, image, mask, method: str, **knobs) -> Result:
-        """`run` without streaming: the Result only."""
-        for item in self.run(image, mask, method, **knobs):
-            if isinstance(item, Result):
-                return item
-        raise RuntimeError("the reconstruction ended without a result")
+                      mean=mean, std=std, samples=[im.to_uint8(x[0]) for x in rec.samples], frames=frames,
+                      size=out, notes=notes)
 
     # ---- locality ----------------------------------------------------------------------------
     def locality(self, image: np.ndarray, mask: np.ndarray, method: str, pixel: tuple[int, int], *,

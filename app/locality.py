@@ -22,7 +22,7 @@ import torch
 
 from app.images import to_tensor
 from asf_core.fields import observations, pixel_coords
-from asf_core.flow import source_sample
+from asf_core.flow import model_interp, source_sample
 from asf_core.influence import gradient_influence
 from asf_core.reconstruct import source_settings
 
@@ -92,7 +92,7 @@ def locality(model: torch.nn.Module, arch: str, image: np.ndarray, mask: np.ndar
     obs_xy, obs_rgb = observations(images, torch.from_numpy(np.array(mask, bool))[None])  # (1, N, 2|3)
     query_xy = pixel_coords(h, w)  # (Q, 2)
     source, _ = source_settings(model)
-    x_t = source_sample(source, obs_xy, obs_rgb, query_xy, sigma=0.0)  # the source's mean, (1, Q, 3)
+    x_t = source_sample(source, obs_xy, obs_rgb, query_xy, sigma=0.0, interp=model_interp(model))  # its mean
     t = torch.zeros(1)
     _, maps = model(x_t=x_t, t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
                     return_attention=True, **model_kwargs)

@@ -3,6 +3,10 @@
 What each event does lives in app.handlers, which calls the one `app.inference.Reconstructor`;
 nothing here imports a model. `build_ui(rec)` returns the Blocks; `LAUNCH` holds the launch
 options (theme, CSS, upload limit) that app.py and the tests share.
+
+Tabs: Reconstruct (one method, streamed), Compare (every method on the same image, mask and noise,
+and PSNR against steps), API (the public `/reconstruct` endpoint, with lazily cached examples).
+The first page's thin-plate-spline result is computed while the app is built (~1 s).
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ import gradio as gr
 
 from app import figures
 from app import handlers as h
+from app.compare import SWEEP_SOLVERS
 from app.handlers import Handlers
 from app.images import KINDS
-from app.inference import ARCH_LABELS, MAX_STEPS, SOLVERS, Reconstructor
+from app.inference import ARCH_LABELS, MAX_STEPS, OUT_SIZES, SOLVERS, Reconstructor
+from app.learn_ui import build_learn_tab
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 #status { min-height: 2.5em; }
+.compare-row img { image-rendering: pixelated; }
 """
 LAUNCH = dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False,
               footer_links=["api", "settings"])
@@ -43,6 +50,15 @@ def _header(rec: Reconstructor) -> str:
 
 
 DEFAULT_ORDER = ("tps", "local_implicit", "perceiver_io", "mamba")
+RESOLUTION_INFO = ("The models were trained on 32×32 images: at 64 or 128 the same field is queried "
+                   "between the pixels, so it interpolates; it adds no detail the observations lack.")
+
+
+def _examples(methods: list[str], first: str) -> list[list]:
+    """API-tab examples: the first sample with each method (cheap settings), then two photos."""
+    photos = [p for p, _ in h.samples() if "photo_" in p][:2]
+    rows = [[first, h.LABELS[m], 0.2, 0, 10, "euler"] for m in methods]
+    return rows + [[p, h.LABELS[methods[0]], 0.2, 0, 10, "heun"] for p in photos]
 
 
 def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
@@ -58,11 +74,12 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
     first = h.samples()[0][0]
     state0, original0, canvas0 = ev.load(first, None)
     state0, observed0, mask_info0 = ev.make_mask(state0, "random", 20, 0, None)
+    init = ev.initial(state0, "tps")  # the first page shows a result at once
     private = dict(api_visibility="private")
     heavy = dict(concurrency_id="model", concurrency_limit=1, **private)  # 2 cores: one model job at a time
 
     with gr.Blocks(title="ASF: Alternative Sparse Fields", delete_cache=(3600, 3600)) as demo:
-        state = gr.State(state0)
+        state = gr.State(init["state"])
         gr.Markdown(_header(rec))
         with gr.Tab("Reconstruct"):
             with gr.Row():
@@ -99,24 +116,28 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver", visible=knobs,
                                          info="evaluations per step: euler 1, midpoint 2, heun 2, rk4 4")
                     samples_k = gr.Slider(1, 8, 1, step=1, label="Samples (K)", visible=knobs,
-                                          info="K > 1 adds the posterior mean and a per-pixel std map")
+                                          info="K > 1 adds the posterior mean, a per-pixel std map and "
+                                               "how well the std predicts the error")
+                    out_size = gr.Radio(list(OUT_SIZES), value=OUT_SIZES[0], label="Output resolution",
+                                        info=RESOLUTION_INFO, elem_id="out_size")
                     with gr.Row():
                         run_btn = gr.Button("Run", variant="primary", elem_id="run")
                         stop_btn = gr.Button("Stop", variant="stop")
-                    status = gr.Markdown("Ready.", elem_id="status")
+                    status = gr.Markdown(init["status"], elem_id="status")
                 with gr.Column(scale=4, min_width=320):
                     with gr.Row():
                         xt_img = gr.Image(label="x_t (state)", height=256, **IMG)
                         x1_img = gr.Image(label="x̂1 (one-step estimate)", height=256, **IMG)
                     step_slider = gr.Slider(0, 1, 0, step=1, label="Scrub the stored steps", visible=False)
                     with gr.Row():
-                        result_img = gr.Image(label="Result: click a pixel", height=256, elem_id="result",
-                                              **IMG)
+                        result_img = gr.Image(init["result"], label="Result: click a pixel", height=256,
+                                              elem_id="result", **IMG)
                         mean_img = gr.Image(label="Mean of K samples", height=256, visible=False, **IMG)
                         std_img = gr.Image(label="Per-pixel std of K", height=256, visible=False, **IMG)
                     with gr.Row():
-                        metrics = gr.JSON(label="Metrics", elem_id="metrics")
-                        download = gr.DownloadButton("Download PNG", visible=False)
+                        metrics = gr.JSON(init["metrics"], label="Metrics", elem_id="metrics")
+                        download = gr.DownloadButton("Download PNG", init["download"])
+                    note = gr.Markdown(init["note"], elem_id="note")
             progress_plot = gr.Plot(figures.progress_figure([]), label="Along the flow")
             with gr.Row():
                 attn_plot = gr.Plot(figures.empty_figure("click a pixel of the result"), label="Attention",
@@ -124,6 +145,27 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                 infl_plot = gr.Plot(figures.empty_figure(), label="Gradient influence")
                 scan_plot = gr.Plot(figures.empty_figure(), label="Scan order")
             loc_text = gr.Markdown(elem_id="locality")
+        with gr.Tab("Compare"):
+            gr.Markdown("Every available model and baseline on the image and mask of the Reconstruct tab, "
+                        "with its seed: every learned model starts from the same noise ε, so the "
+                        "differences come from the models alone (Local Implicit at the Reconstruct "
+                        "tab's radius, MAMBA at its d_state).")
+            with gr.Row():
+                cmp_steps = gr.Slider(1, MAX_STEPS, 20, step=1, label="Steps")
+                cmp_solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver")
+                cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare")
+            cmp_status = gr.Markdown(elem_id="compare_status")
+            with gr.Row(elem_classes="compare-row"):
+                cmp_images = [gr.Image(label=h.LABELS[m], height=200, **IMG) for m in ev.compare_methods()]
+            cmp_table = gr.Dataframe(h.table([]), headers=h.TABLE_HEADERS, interactive=False,
+                                     label="Per model", elem_id="compare_table")
+            with gr.Row():
+                sweep_solvers = gr.CheckboxGroup(list(SOLVERS), value=list(SWEEP_SOLVERS), label="Solvers")
+                sweep_btn = gr.Button("Sweep steps (1, 2, 5, 10, 20, 50)", elem_id="sweep")
+            sweep_status = gr.Markdown(elem_id="sweep_status")
+            sweep_plot = gr.Plot(figures.sweep_figure([], h.LABELS), label="PSNR against steps")
+        with gr.Tab("Learn") as learn_tab:
+            build_learn_tab(learn_tab)
         with gr.Tab("API"):
             gr.Markdown("The same reconstruction as one call, also served as the public endpoint "
                         "`/reconstruct` (see *Use via API* at the foot of the page).")
@@ -140,6 +182,12 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     api_btn = gr.Button("Reconstruct", variant="primary")
                 api_out = gr.Image(label="Reconstruction (32×32)", **IMG)
             api_json = gr.JSON(label="Metrics")
+            # lazy: nothing runs at start-up; the first click on an example computes it and caches it
+            # (in GRADIO_EXAMPLES_CACHE, default .gradio/cached_examples) for every later visitor
+            gr.Examples(_examples(methods, first), [api_image, api_arch, api_density, api_seed, api_steps,
+                                                    api_solver], [api_out, api_json], fn=ev.api_reconstruct,
+                        cache_examples=True, cache_mode="lazy", api_visibility="private",
+                        label="Examples (cached after their first use)")
 
         # ---- wiring -------------------------------------------------------------------------
         mask_in, mask_out = [state, kind, density, seed, brush], [state, observed, mask_info]
@@ -157,14 +205,19 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
         method.change(ev.knob_visibility, method, [radius, d_state, steps, solver, samples_k], **private) \
             .then(lambda m: HELP[h.method_key(m)], method, method_help, **private)
         run_btn.click(
-            ev.run, [state, method, steps, solver, seed, samples_k, radius, d_state],
+            ev.run, [state, method, steps, solver, seed, samples_k, radius, d_state, out_size],
             [status, xt_img, x1_img, progress_plot, result_img, mean_img, std_img, metrics, download,
-             step_slider, state], show_progress="hidden", **heavy)
+             step_slider, note, state], show_progress="hidden", **heavy)
         stop_btn.click(ev.request_stop, None, status, queue=False, **private)
         step_slider.release(ev.scrub, [state, step_slider], [status, xt_img, x1_img], show_progress="hidden",
                             **private)
         result_img.select(ev.locality, [state], [attn_plot, infl_plot, scan_plot, loc_text],
                           show_progress="minimal", show_progress_on=[attn_plot], **heavy)
+        cmp_btn.click(ev.compare, [state, seed, cmp_steps, cmp_solver, radius, d_state],
+                      [cmp_status, *cmp_images, cmp_table], show_progress="minimal",
+                      show_progress_on=[cmp_status], **heavy)
+        sweep_btn.click(ev.sweep, [state, seed, sweep_solvers, radius, d_state], [sweep_status, sweep_plot],
+                        show_progress="minimal", show_progress_on=[sweep_status], **heavy)
         api_in = [api_image, api_arch, api_density, api_seed, api_steps, api_solver]
         api_btn.click(ev.api_reconstruct, api_in, [api_out, api_json],
                       api_name="reconstruct", concurrency_id="model", concurrency_limit=1)

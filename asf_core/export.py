@@ -47,6 +47,17 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
 
 
+def parametrisation(model: dict) -> str:
+    """One sentence on what the network is asked to learn."""
+    kind = {"tps": "thin-plate-spline", "knn": "Gaussian k-nearest"}[model.get("interp", "knn")]
+    text = f"Every query sees the {kind} interpolation of the observations at its coordinate"
+    if model.get("prior", "none") == "gaussian":
+        text += (", and the network's output is added to the velocity of an independent-Gaussian model "
+                 "around that interpolation (`asf_core.nn.PriorVelocity`): at initialisation x̂1 is the "
+                 "interpolation, and training learns what the other pixels add to it")
+    return text + "."
+
+
 def model_card(name: str, config: dict, n_params: int, eval_table: str | None, hw: str, note: str = "") -> str:
     train = config["train"]
     hours = train.get("wall_seconds", 0) / 3600
@@ -59,6 +70,7 @@ def model_card(name: str, config: dict, n_params: int, eval_table: str | None, h
         f"{data} to reconstruct "
         f"images from {train.get('obs_fraction', 0.2):.0%} of their pixels, source `{train.get('source')}` "
         f"(σ = {train.get('sigma')}).", "",
+        parametrisation(config["model"]), "",
         *([f"**Status:** {note}", ""] if note else []),
         "## Training", "",
         "```bash", training_command(train), "```", "",

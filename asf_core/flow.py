@@ -18,9 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from asf_core.ops.interp import knn_interpolate
+from asf_core.ops.interp import INTERPOLANTS, interpolate_obs, knn_interpolate, tps_interpolate
 
-__all__ = ["knn_interpolate"]  # re-exported: the informed source and the models share it
+# re-exported: the informed source and the models share them
+__all__ = ["INTERPOLANTS", "interpolate_obs", "knn_interpolate", "tps_interpolate"]
 
 SOURCES = ("noise", "interp")
 T_SAMPLERS = ("uniform", "logit_normal")
@@ -43,6 +44,11 @@ def one_step_estimate(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor | floa
     return x_t + (1 - t) * v
 
 
+def model_interp(model: torch.nn.Module) -> str:
+    """The interpolant a model sees as a feature (config field `interp`; kNN before it existed)."""
+    return getattr(getattr(model, "config", None), "interp", "knn")
+
+
 def sample_t(batch: int, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
     """Training times: uniform on [0, 1], or logit-normal (SD3; mass in the middle of the path)."""
     if kind == "uniform":
@@ -54,17 +60,36 @@ def sample_t(batch: int, kind: str = "uniform", generator: torch.Generator | Non
 
 def source_sample(
     kind: str, obs_xy: torch.Tensor, obs_rgb: torch.Tensor, query_xy: torch.Tensor,
-    sigma: float = 1.0, generator: torch.Generator | None = None,
+    sigma: float = 1.0, generator: torch.Generator | None = None, interp: str = "knn",
 ) -> torch.Tensor:
-    """Draw x_0 (B, Q, 3) for the given source kind."""
+    """Draw x_0 (B, Q, 3) for the given source kind; `interp` names the interpolant ("knn" or
+    "tps") that the informed source is centred on: the model's own (see model_interp)."""
     b = obs_xy.shape[0]
     q = query_xy.shape[-2]
     eps = torch.randn(b, q, 3, generator=generator).to(obs_rgb.device)
     if kind == "noise":
         return sigma * eps
     if kind == "interp":
-        return knn_interpolate(obs_xy, obs_rgb, query_xy) + sigma * eps
+        return interpolate_obs(interp, obs_xy, obs_rgb, query_xy) + sigma * eps
     raise ValueError(f"unknown source {kind!r}; choose from {', '.join(SOURCES)}")
+
+
+def gaussian_velocity(
+    x_t: torch.Tensor, t: torch.Tensor, mean_0: torch.Tensor | float, var_0: float,
+    mean_1: torch.Tensor, var_1: torch.Tensor,
+) -> torch.Tensor:
+    """E[x_1 - x_0 | x_t] when x_0 ~ N(mean_0, var_0) and x_1 ~ N(mean_1, var_1) independently,
+    per value, on the straight path x_t = (1-t)·x_0 + t·x_1.
+
+    With mean_1 the interpolation of the observations this is the best velocity that ignores
+    every other query: at t=0 its x̂1 is the interpolation itself, so a model that adds it to
+    its output starts at interpolation quality and only has to learn the correction.
+    Finite for all t in [0, 1] as long as var_1 > 0.
+    """
+    t = t.view(-1, *([1] * (x_t.dim() - 1))) if torch.is_tensor(t) and t.dim() > 0 else t
+    mean_t = (1 - t) * mean_0 + t * mean_1
+    var_t = (1 - t) ** 2 * var_0 + t**2 * var_1
+    return (mean_1 - mean_0) + (t * var_1 - (1 - t) * var_0) / var_t * (x_t - mean_t)
 
 
 def flow_matching_loss(
@@ -78,7 +103,7 @@ def flow_matching_loss(
         x_1: (B, Q, 3) data values at the query coordinates query_xy (B, Q, 2).
     """
     b = x_1.shape[0]
-    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator)
+    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model))
     t = sample_t(b, t_sampler, generator).to(x_1.device)
     v = model(x_t=interpolate(x_0, x_1, t), t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
     return F.mse_loss(v.float(), target_velocity(x_0, x_1).float())

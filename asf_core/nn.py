@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from asf_core.flow import gaussian_velocity
+
 
 class FourierFeatures(nn.Module):
     """Random Fourier features of coordinates (Tancik et al., 2020): [xy, sin(2π xy·W), cos(2π xy·W)].
@@ -156,3 +158,30 @@ class OutputHead(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.film(c)
         return self.proj(modulate(self.norm(x), shift, scale))
+
+
+class PriorVelocity(nn.Module):
+    """The velocity of an independent-Gaussian model of each query around the interpolation b:
+    x_1 ~ N(b, s²) with s² learned per channel, and the training source (noise: x_0 ~ N(0, σ²);
+    interp: x_0 ~ N(b, σ²)). Models add it to their output, so the network learns only what the
+    other pixels tell beyond interpolation (see asf_core.flow.gaussian_velocity)."""
+
+    def __init__(self, source: str, sigma: float, init_var: float = 0.03):
+        super().__init__()
+        if source not in ("noise", "interp"):
+            raise ValueError(f"unknown prior source {source!r}; choose from noise, interp")
+        self.source, self.sigma = source, float(sigma)
+        self.log_var = nn.Parameter(torch.full((3,), math.log(init_var)))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
+        mean_0 = interp if self.source == "interp" else 0.0
+        return gaussian_velocity(x_t.float(), t.float(), mean_0, self.sigma**2, interp.float(), self.log_var.exp())
+
+
+def make_prior(cfg) -> PriorVelocity | None:
+    """The config's prior velocity (`prior="gaussian"`), or None (`prior="none"`)."""
+    if cfg.prior == "none":
+        return None
+    if cfg.prior != "gaussian":
+        raise ValueError(f"unknown prior {cfg.prior!r}; choose from none, gaussian")
+    return PriorVelocity(cfg.prior_source, cfg.prior_sigma)

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from asf_core.fields import observations, pixel_coords, values_to_image
-from asf_core.flow import source_sample
+from asf_core.flow import model_interp, source_sample
 from asf_core.sampling import check_steps, sample, time_grid
 
 
@@ -64,7 +64,7 @@ def reconstruct(
     obs_xy, obs_rgb = observations(images.to(device), mask.to(device))  # (B, N, 2), (B, N, 3)
     obs_xy, obs_rgb = obs_xy.repeat(samples, 1, 1), obs_rgb.repeat(samples, 1, 1)  # (K·B, N, ·)
     query_xy = pixel_coords(oh, ow, device)  # (Q, 2)
-    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator)  # (K·B, Q, 3)
+    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model))  # (K·B, Q, 3)
 
     def v_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tb = t.float().expand(x.shape[0])

@@ -38,7 +38,7 @@ from asf_core.data import DataError, load_images, to_float
 from asf_core.fields import check_fraction, image_to_values, make_mask, observations, pixel_coords
 from asf_core.flow import SOURCES, T_SAMPLERS, flow_matching_loss
 from asf_core.metrics import image_metrics
-from asf_core.models import MODELS, build_model
+from asf_core.models import MODELS, build_model, make_config
 from asf_core.reconstruct import reconstruct
 
 
@@ -73,6 +73,15 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     resume: bool = False
     init_from: str = ""  # start from these weights (a run or pretrained folder), e.g. to fine-tune
+
+
+def model_overrides(cfg: TrainConfig) -> dict:
+    """--model-overrides, plus the training source for a model with a prior velocity (its prior
+    must describe the x_0 it is trained from)."""
+    out = parse_overrides(cfg.model_overrides)
+    if make_config(cfg.arch, cfg.preset, **out).prior != "none":
+        out.update(prior_source=cfg.source, prior_sigma=cfg.sigma)
+    return out
 
 
 def parse_overrides(text: str) -> dict:
@@ -168,7 +177,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     train_images = load_images(cfg.dataset, "train", cfg.data_dir or None)
     val_images = load_images(cfg.dataset, "val", cfg.data_dir or None, limit=cfg.val_n)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = build_model(cfg.arch, cfg.preset, **parse_overrides(cfg.model_overrides)).to(device)
+    model = build_model(cfg.arch, cfg.preset, **model_overrides(cfg)).to(device)
     ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
     ema.eval()  # the EMA copy is only evaluated and saved, never trained: no dropout in validation
     decay, no_decay = [], []

@@ -1,5 +1,6 @@
 """The app in a real browser (Playwright + Chromium): pick a sample, 20% observed, Local Implicit for
-10 steps, wait for the result and its PSNR, click a pixel, see its locality map; screenshots go to
+10 steps, wait for the result and its PSNR, click a pixel, see its locality map, then run the Compare
+tab over every method; screenshots go to
 test-artifacts/, and to docs/app_screenshot.png (when missing, or with ASF_UPDATE_SCREENSHOT=1) if the
 run used trained checkpoints.
 
@@ -12,6 +13,7 @@ checkpoints unless ASF_PRETRAINED_DIR names a folder with local_implicit_small:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -88,5 +90,13 @@ def test_reconstruct_in_browser(url):
             docs = ROOT / "docs" / "app_screenshot.png"  # only from trained weights, never the tiny ones
             if real and (not docs.exists() or os.environ.get("ASF_UPDATE_SCREENSHOT") == "1"):
                 page.screenshot(path=str(docs), full_page=True)
+            page.get_by_role("tab", name="Compare").click()  # every method on the same image and noise
+            page.locator("#compare").click()
+            page.locator("#compare_status").get_by_text(re.compile("^Done")).wait_for(timeout=180_000)
+            assert "Thin-plate spline" in page.locator("#compare_table").inner_text()
+            page.screenshot(path=str(artifacts / "app_compare.png"), full_page=True)
+            page.get_by_role("tab", name="Learn").click()  # the toy trains when the tab first opens
+            page.locator("#learn_summary").get_by_text("CFM loss").wait_for(timeout=120_000)
+            page.screenshot(path=str(artifacts / "app_learn.png"), full_page=True)
         finally:
             browser.close()

@@ -56,11 +56,12 @@ def test_knob_visibility(ev):
 
 
 def test_run_scrub_and_locality(ev, state):
-    outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 0.3, None, None))
-    status, xt, x1, chart, result, mean, std, metrics, download, slider, state = outs[-1]
+    outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 0.3, None, 32, None))
+    status, xt, x1, chart, result, mean, std, metrics, download, slider, note, state = outs[-1]
     assert status.startswith("Done") and result.shape == (256, 256, 3)
     assert mean["visible"] and mean["value"].shape == std["value"].shape == (256, 256, 3)
     assert metrics["nfe"] == 4 and "psnr_mean" in metrics and download["visible"]
+    assert "std_error_corr" in metrics and "Calibration" in note  # K = 2: std against |error|
     assert slider["maximum"] == 4 and len(state["frames"]) == 5
     status, xt, x1 = ev.scrub(state, 1)
     assert "step 1/4" in status and xt.shape == (256, 256, 3)
@@ -70,7 +71,7 @@ def test_run_scrub_and_locality(ev, state):
 
 
 def test_stop(ev, state):
-    run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 0.3, 16, None)
+    run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 0.3, 16, 32, None)
     next(run)  # "Running…"
     next(run)  # the first frame
     ev.request_stop(None)
@@ -81,7 +82,13 @@ def test_stop(ev, state):
 def test_errors_become_gr_error(ev, state):
     with pytest.raises(gr.Error, match="every pixel"):
         list(ev.run({**state, "mask": np.ones((32, 32), bool)}, "Local Implicit", 2, "euler", 0, 1, 0.3,
-                    None, None))
+                    None, 32, None))
+    with pytest.raises(gr.Error, match="output resolution"):
+        list(ev.run(state, "Local Implicit", 2, "euler", 0, 1, 0.3, None, 48, None))
+    with pytest.raises(gr.Error, match="Pick a sample"):
+        list(ev.compare(None, 0, 2, "euler", 0.3, None))
+    with pytest.raises(gr.Error, match="solver"):
+        list(ev.sweep(state, 0, [], 0.3, None))
     with pytest.raises(gr.Error, match="Run a model first"):
         ev.locality({**state, "run": None}, gr.SelectData(None, {"index": [0, 0], "value": None}))
     with pytest.raises(gr.Error, match="not a readable image"):

@@ -3,12 +3,15 @@ import torch
 
 from asf_core.flow import (
     flow_matching_loss,
+    gaussian_velocity,
+    interpolate_obs,
     interpolate,
     knn_interpolate,
     one_step_estimate,
     sample_t,
     source_sample,
     target_velocity,
+    tps_interpolate,
 )
 from asf_core.models import build_model
 
@@ -77,3 +80,87 @@ def test_loss_trains_a_tiny_model(source):
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.8, 1.0])
+@pytest.mark.parametrize("mean_0,var_0", [(0.0, 1.0), (0.5, 0.09)])
+def test_gaussian_velocity_is_the_regression_of_the_target_on_x_t(t, mean_0, var_0):
+    """For independent Gaussians E[x_1 - x_0 | x_t] is linear in x_t: the least-squares line of
+    Monte-Carlo targets on x_t must match the closed form."""
+    g = torch.Generator().manual_seed(0)
+    n, mean_1, var_1 = 400_000, 0.5, 0.04
+    x_0 = mean_0 + var_0**0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    x_1 = mean_1 + var_1**0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    x_t = (1 - t) * x_0 + t * x_1
+    design = torch.stack([torch.ones_like(x_t), x_t], 1)
+    coef = torch.linalg.lstsq(design, (x_1 - x_0)[:, None]).solution[:, 0]
+    probe = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    want = coef[0] + coef[1] * probe
+    got = gaussian_velocity(probe, torch.tensor(t, dtype=torch.float64), mean_0, var_0,
+                            torch.tensor(mean_1, dtype=torch.float64), torch.tensor(var_1, dtype=torch.float64))
+    assert torch.allclose(got, want, atol=0.02), (got, want)
+
+
+@pytest.mark.parametrize("arch", ["perceiver_io", "local_implicit", "mamba"])
+def test_prior_model_starts_at_interpolation(arch):
+    """With the Gaussian prior and a zero-initialised head, x̂1 at t=0 from the interp source is the
+    interpolation itself, whatever the noise: training starts at interpolation quality."""
+    torch.manual_seed(0)
+    model = build_model(arch, "tiny", prior="gaussian", prior_source="interp", prior_sigma=0.3).eval()
+    g = torch.Generator().manual_seed(1)
+    obs_xy, obs_rgb = torch.rand(2, 12, 2, generator=g) * 2 - 1, torch.rand(2, 12, 3, generator=g) * 2 - 1
+    query_xy = torch.rand(2, 20, 2, generator=g) * 2 - 1
+    x_0 = source_sample("interp", obs_xy, obs_rgb, query_xy, 0.3, g)
+    with torch.no_grad():
+        v = model(x_t=x_0, t=torch.zeros(2), query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb)
+    assert torch.allclose(one_step_estimate(x_0, v, torch.zeros(2)), knn_interpolate(obs_xy, obs_rgb, query_xy), atol=1e-5)
+
+
+def test_tps_matches_the_scipy_baseline_on_a_pixel_mask():
+    from scipy.interpolate import RBFInterpolator
+
+    from asf_core.fields import make_mask, observations, pixel_coords
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g)
+    obs_xy, obs_rgb = observations(x, make_mask(2, 16, 16, 0.2, generator=g))
+    q = pixel_coords(16, 16)
+    out = tps_interpolate(obs_xy, obs_rgb, q)
+    for i in range(2):
+        ref = RBFInterpolator(obs_xy[i].double().numpy(), obs_rgb[i].double().numpy(),
+                              kernel="thin_plate_spline", smoothing=1e-6)(q.double().numpy())
+        assert abs(out[i].numpy() - ref).max() < 1e-3
+    assert torch.allclose(tps_interpolate(obs_xy, obs_rgb, obs_xy), obs_rgb, atol=1e-3)  # it interpolates
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tps_handles_degenerate_observations(n):
+    """One or two points, or points on one line (a one-row mask), still give finite values."""
+    line = torch.stack([torch.linspace(-1, 1, n), torch.zeros(n)], -1)[None]
+    out = tps_interpolate(line, torch.rand(1, n, 3), torch.rand(1, 7, 2) * 2 - 1)
+    assert out.shape == (1, 7, 3) and out.isfinite().all()
+
+
+def test_interpolation_memo_is_exact():
+    """The memo returns the last result only for the same tensors, unchanged, without gradients."""
+    g = torch.Generator().manual_seed(0)
+    obs_xy, obs_rgb, q = torch.rand(1, 9, 2, generator=g), torch.rand(1, 9, 3, generator=g), torch.rand(4, 2, generator=g)
+    first = interpolate_obs("knn", obs_xy, obs_rgb, q)
+    assert interpolate_obs("knn", obs_xy, obs_rgb, q) is first
+    assert interpolate_obs("tps", obs_xy, obs_rgb, q) is not first  # another interpolant
+    assert interpolate_obs("knn", obs_xy, obs_rgb.clone(), q) is not first  # another tensor
+    obs_rgb.mul_(0.5)  # changed in place: recomputed
+    assert torch.allclose(interpolate_obs("knn", obs_xy, obs_rgb, q), first * 0.5)
+    obs_rgb.requires_grad_(True)
+    out = interpolate_obs("knn", obs_xy, obs_rgb, q)
+    out.sum().backward()
+    assert obs_rgb.grad is not None and obs_rgb.grad.abs().sum() > 0
+
+
+def test_tps_falls_back_to_knn_beyond_its_size_limit(monkeypatch):
+    import asf_core.ops.interp as interp
+
+    g = torch.Generator().manual_seed(0)
+    obs_xy, obs_rgb, q = torch.rand(1, 40, 2, generator=g), torch.rand(1, 40, 3, generator=g), torch.rand(1, 5, 2, generator=g)
+    monkeypatch.setattr(interp, "TPS_MAX_POINTS", 30)
+    assert torch.equal(tps_interpolate(obs_xy, obs_rgb, q), knn_interpolate(obs_xy, obs_rgb, q))

@@ -34,8 +34,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from asf_core.nn import MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, modulate
-from asf_core.ops.interp import knn_interpolate
+from asf_core.nn import MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_prior, modulate
+from asf_core.ops.interp import interpolate_obs
 from asf_core.ops.neighbors import (
     local_attention,
     masked_attention,
@@ -62,15 +62,21 @@ class LocalImplicitConfig:
     max_neighbors: int = 64  # K: neighbour slots per query, observations and queries together
     obs_neighbor_share: float = 0.5  # fraction of K that goes to observed pixels
     min_obs: int = 4  # the nearest observations that are always attended to, whatever the radius
-    interp_feature: bool = True  # queries also see the kNN interpolation of the observations at their coordinate
+    interp_feature: bool = True  # queries also see the interpolation of the observations at their coordinate
+    interp: str = "knn"  # that interpolation: "knn" (Gaussian k-nearest) or "tps" (thin-plate spline)
+    # "gaussian": add the independent-Gaussian velocity around the interpolation (nn.PriorVelocity);
+    # prior_source / prior_sigma are the training source's, set by the training command
+    prior: str = "none"
+    prior_source: str = "interp"
+    prior_sigma: float = 0.3
     bias_hidden: int = 32  # width of the relative-position bias MLP
     attention_impl: str = "sparse"  # "sparse" (neighbour lists) | "dense_ref" (full Q×S, quadratic)
 
 
 PRESETS = {
-    "paper": dict(),  # 18.3M parameters
+    "paper": dict(prior="gaussian"),  # 18.3M parameters
     # 1.9M; d_model 160 rather than 192 because on 2 CPU cores the step time matters most
-    "small": dict(d_model=160, num_layers=4, num_heads=5, num_fourier_feats=128, mlp_ratio=3.0,
+    "small": dict(prior="gaussian", interp="tps", d_model=160, num_layers=4, num_heads=5, num_fourier_feats=128, mlp_ratio=3.0,
                   dropout=0.0, max_neighbors=48, bias_hidden=16),
     "tiny": dict(d_model=32, num_layers=2, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0,
                  dropout=0.0, max_neighbors=16, bias_hidden=8),
@@ -169,6 +175,8 @@ class LocalImplicit(nn.Module):
         self.obs_norm = nn.LayerNorm(d)
         self.obs_mlp = MLP(d, 2 * d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
+        self.prior = make_prior(cfg)
+        self.uses_interp = cfg.interp_feature or self.prior is not None
         # one small MLP of the geometry gives every layer's per-head bias: run once, not per layer
         self.geom_bias = nn.Sequential(nn.Linear(N_GEOM, cfg.bias_hidden), nn.GELU(),
                                        nn.Linear(cfg.bias_hidden, cfg.num_layers * cfg.num_heads))
@@ -238,6 +246,8 @@ class LocalImplicit(nn.Module):
         """
         cfg = self.config
         b = x_t.shape[0]
+        # before the reshape below: the memo in interpolate_obs matches the caller's tensor
+        interp = interpolate_obs(cfg.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
         if query_xy.dim() == 2:
             query_xy = query_xy[None]  # (1, Q, 2): shared positions are searched once
         r = self._radius(radius, b, x_t.device)
@@ -248,7 +258,7 @@ class LocalImplicit(nn.Module):
         obs = obs + self.obs_mlp(self.obs_norm(obs))
         feats = [self.fourier(query_xy).expand(b, -1, -1), x_t]
         if cfg.interp_feature:  # what interpolation predicts here: the model learns the correction
-            feats.append(knn_interpolate(obs_xy, obs_rgb, query_xy.expand(b, -1, -1)))
+            feats.append(interp)
         x = self.query_in(torch.cat(feats, -1))  # (B, Q, D)
 
         dense = cfg.attention_impl == "dense_ref"
@@ -266,6 +276,8 @@ class LocalImplicit(nn.Module):
             x, w = layer(x, obs, c, nb, layer_bias, need_weights=return_attention)
             weights.append(w)
         v = self.head(x, c)  # (B, Q, 3)
+        if self.prior is not None:
+            v = v + self.prior(x_t, t, interp).to(v.dtype)
         if not return_attention:
             return v
         lists = nb if not dense else self.neighbors(query_xy, obs_xy, r)

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, modulate
+from asf_core.nn import Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_prior, modulate
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
-from asf_core.ops.interp import knn_interpolate
+from asf_core.ops.interp import interpolate_obs
 from asf_core.ops.selective_scan import selective_scan
 
 D_STATE_RANGE = (8, 32)
@@ -140,7 +140,13 @@ class MambaConfig:
     alternate_transpose: bool = True  # odd layers scan the transposed curve (x ↔ y)
     curve_bits: int = 10  # coordinates quantised to a 2^bits grid for the curve
     use_fast_path: bool = True  # mamba_ssm's CUDA scan when installed and on CUDA
-    interp_feature: bool = True  # queries also see the kNN interpolation of the observations at their coordinate
+    interp_feature: bool = True  # queries also see the interpolation of the observations at their coordinate
+    interp: str = "knn"  # that interpolation: "knn" (Gaussian k-nearest) or "tps" (thin-plate spline)
+    # "gaussian": add the independent-Gaussian velocity around the interpolation (nn.PriorVelocity);
+    # prior_source / prior_sigma are the training source's, set by the training command
+    prior: str = "none"
+    prior_source: str = "interp"
+    prior_sigma: float = 0.3
 
     def __post_init__(self):
         lo, hi = D_STATE_RANGE
@@ -151,9 +157,9 @@ class MambaConfig:
 
 
 PRESETS = {
-    "paper": dict(d_model=512, num_layers=6, d_state=16, expand=2, dropout=0.1, share_directions=True,
+    "paper": dict(prior="gaussian", interp="tps", d_model=512, num_layers=6, d_state=16, expand=2, dropout=0.1, share_directions=True,
                   mlp_ratio=2.0),  # ~19.7M parameters (separate directions: ~31M)
-    "small": dict(d_model=64, num_layers=2, d_state=8, expand=2, num_heads=4, num_fourier_feats=64,
+    "small": dict(prior="gaussian", interp="tps", d_model=64, num_layers=2, d_state=8, expand=2, num_heads=4, num_fourier_feats=64,
                   mlp_ratio=2.0),  # ~0.23M, sized for 2 CPU cores: the scans are ~half of a step
     "tiny": dict(d_model=32, num_layers=2, d_state=8, expand=2, num_heads=2, num_fourier_feats=16,
                  mlp_ratio=2.0),
@@ -208,6 +214,8 @@ class MambaField(nn.Module):
         self.time_embed = TimeEmbedding(d)
         self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
+        self.prior = make_prior(cfg)
+        self.uses_interp = cfg.interp_feature or self.prior is not None
         # a learned type vector on top of the separate input maps: the SSM mixes both kinds in one
         # stream, so each token carries its kind in the residual explicitly
         self.type_embed = nn.Parameter(torch.randn(2, d) * 0.02)
@@ -242,13 +250,15 @@ class MambaField(nn.Module):
             v (B, Q, 3), or (v, maps) when asked.
         """
         b, n = x_t.shape[0], obs_xy.shape[1]
+        # before the expand: the memo in interpolate_obs matches the caller's tensor
+        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
         if query_xy.dim() == 2:
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
         obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1)) + self.type_embed[0]
         feats = [self.fourier(query_xy), x_t]
         if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
-            feats.append(knn_interpolate(obs_xy, obs_rgb, query_xy))
+            feats.append(interp)
         qry = self.query_in(torch.cat(feats, dim=-1)) + self.type_embed[1]
         tokens = torch.cat([obs, qry], dim=1)  # (B, L, D), L = N + Q
         xy = torch.cat([obs_xy, query_xy], dim=1)  # (B, L, 2)
@@ -268,6 +278,8 @@ class MambaField(nn.Module):
 
         out, w = self.decoder(x[:, n:], c, x, need_weights=return_attention)  # (B, Q, D)
         v = self.head(out, c)  # (B, Q, 3)
+        if self.prior is not None:
+            v = v + self.prior(x_t, t, interp).to(v.dtype)
         if return_attention:
             return v, {"cross_attention": w, "scan_order": orders[0] if orders else None, "n_obs": n}
         return v

@@ -18,8 +18,8 @@ import torch
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding
-from asf_core.ops.interp import knn_interpolate
+from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_prior
+from asf_core.ops.interp import interpolate_obs
 
 
 @dataclass
@@ -32,12 +32,18 @@ class PerceiverIOConfig:
     fourier_scale: float = 3.0
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    interp_feature: bool = True  # queries also see the kNN interpolation of the observations at their coordinate
+    interp_feature: bool = True  # queries also see the interpolation of the observations at their coordinate
+    interp: str = "knn"  # that interpolation: "knn" (Gaussian k-nearest) or "tps" (thin-plate spline)
+    # "gaussian": add the independent-Gaussian velocity around the interpolation (nn.PriorVelocity);
+    # prior_source / prior_sigma are the training source's, set by the training command
+    prior: str = "none"
+    prior_source: str = "interp"
+    prior_sigma: float = 0.3
 
 
 PRESETS = {
-    "paper": dict(num_layers=2),  # ~19M parameters, the 512-latent bottleneck of the ASF description
-    "small": dict(d_model=160, num_latents=128, num_layers=4, num_heads=5, num_fourier_feats=128),
+    "paper": dict(prior="gaussian", interp="tps", num_layers=2),  # ~19M parameters, the 512-latent bottleneck of the ASF description
+    "small": dict(prior="gaussian", interp="tps", d_model=160, num_latents=128, num_layers=4, num_heads=5, num_fourier_feats=128),
     "tiny": dict(d_model=32, num_latents=16, num_layers=1, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0),
 }
 
@@ -51,6 +57,8 @@ class PerceiverIO(nn.Module):
         self.time_embed = TimeEmbedding(d)
         self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
+        self.prior = make_prior(cfg)
+        self.uses_interp = cfg.interp_feature or self.prior is not None
         self.latents = nn.Parameter(torch.randn(cfg.num_latents, d) * 0.02)
         kw = dict(heads=cfg.num_heads, cond_dim=d, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout)
         self.encoder = Block(d, cross=True, **kw)
@@ -73,13 +81,15 @@ class PerceiverIO(nn.Module):
             v (B, Q, 3), or (v, attention) when asked.
         """
         b = x_t.shape[0]
+        # before the expand: the memo in interpolate_obs matches the caller's tensor
+        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
         if query_xy.dim() == 2:
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
         obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1))  # (B, N, D)
         feats = [self.fourier(query_xy), x_t]
         if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
-            feats.append(knn_interpolate(obs_xy, obs_rgb, query_xy))
+            feats.append(interp)
         qry = self.query_in(torch.cat(feats, dim=-1))  # (B, Q, D)
         inputs = torch.cat([obs, qry], dim=1)  # (B, N+Q, D)
 
@@ -91,6 +101,8 @@ class PerceiverIO(nn.Module):
             w_proc.append(w)
         out, w_dec = self.decoder(qry, c, z, need_weights=return_attention)  # (B, Q, D)
         v = self.head(out, c)  # (B, Q, 3)
+        if self.prior is not None:
+            v = v + self.prior(x_t, t, interp).to(v.dtype)
         if return_attention:
             return v, {"encoder": w_enc, "processor": w_proc, "decoder": w_dec, "n_obs": obs.shape[1]}
         return v
