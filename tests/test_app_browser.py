@@ -90,10 +90,15 @@ def test_reconstruct_in_browser(url):
             docs = ROOT / "docs" / "app_screenshot.png"  # only from trained weights, never the tiny ones
             if real and (not docs.exists() or os.environ.get("ASF_UPDATE_SCREENSHOT") == "1"):
                 page.screenshot(path=str(docs), full_page=True)
+            page.locator("#out_size").get_by_text("64", exact=True).click()  # the field on a finer grid
+            page.locator("#run").click()
+            status.get_by_text("64×64").wait_for(timeout=180_000)
             page.get_by_role("tab", name="Compare").click()  # every method on the same image and noise
             page.locator("#compare").click()
             page.locator("#compare_status").get_by_text(re.compile("^Done")).wait_for(timeout=180_000)
-            assert "Thin-plate spline" in page.locator("#compare_table").inner_text()
+            table = page.locator("#compare_table").inner_text()
+            for label in ("Perceiver IO", "Local Implicit", "MAMBA", "Thin-plate spline"):  # all three + a baseline
+                assert label in table, label
             page.screenshot(path=str(artifacts / "app_compare.png"), full_page=True)
             page.get_by_role("tab", name="Learn").click()  # the toy trains when the tab first opens
             page.locator("#learn_summary").get_by_text("CFM loss").wait_for(timeout=120_000)
