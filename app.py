@@ -18,12 +18,10 @@ if not os.environ.get("ASF_HUB_REPO"):  # offline unless asked to fetch weights 
 
 
 def main() -> None:
-    from app.ui import LAUNCH, build_ui
+    from app.ui import LAUNCH, QUEUE, build_ui
 
     demo = build_ui()
-    # 2 CPU cores: one heavy event at a time per listener; a bounded queue answers "full" at once
-    # rather than letting waits grow without limit (app/loadtest.py: 16 clients wait ~20 s each)
-    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.queue(**QUEUE)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -45,9 +45,8 @@ def time_locality(rec: Reconstructor, image, mask, method: str) -> float:
     return time.perf_counter() - start
 
 
-def bench(methods: list[str], steps: int, solver: str, repeats: int, threads: int) -> list[dict]:
+def bench(rec: Reconstructor, methods: list[str], steps: int, solver: str, repeats: int, threads: int) -> list[dict]:
     torch.set_num_threads(threads)
-    rec = Reconstructor()
     image = rec.prepare(samples()[0][0]).image
     mask = rec.make_mask("random", 0.2, seed=0)
     rows = []
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(methods) - set(rec.methods()))
     if unknown:
         parser.error(f"not runnable here: {', '.join(unknown)}; runnable: {', '.join(rec.methods())}")
-    rows = bench(methods, args.steps, args.solver, args.repeats, args.threads)
+    rows = bench(rec, methods, args.steps, args.solver, args.repeats, args.threads)
     print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}; {args.steps} {args.solver} "
           f"steps on a 32x32 sample, median of {args.repeats}; targets: first frame < 1 s, run < 3 s, "
           f"locality < 1 s")

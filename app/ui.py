@@ -28,6 +28,9 @@ CSS = """
 """
 LAUNCH = dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False,
               footer_links=["api", "settings"])
+# 2 CPU cores: one heavy event at a time per listener; a bounded queue answers "full" at once
+# rather than letting waits grow without limit (app/loadtest.py: 16 clients wait ~20 s each)
+QUEUE = dict(default_concurrency_limit=1, max_size=64)
 IMG = dict(interactive=False, format="png", elem_classes="pixelated")  # lossless, crisp pixels
 HELP = {  # one line per method, shown under the architecture choice
     "perceiver_io": "Perceiver IO: every pixel reads a 128-latent summary of all observations (global).",

@@ -3,6 +3,9 @@ MAMBA at two d_state values, one broken folder), so no test depends on what pret
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,3 +29,19 @@ def tiny_checkpoints(root: Path) -> Path:
     (root / "broken").mkdir(exist_ok=True)
     (root / "broken" / "config.json").write_text("{not json")
     return root
+
+
+@contextmanager
+def serve(demo) -> Iterator[str]:
+    """Launch a built app on a free port of 127.0.0.1 with app.py's queue and launch settings."""
+    from app.ui import LAUNCH, QUEUE
+
+    demo.queue(**QUEUE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

@@ -27,3 +27,20 @@ def cifar_root() -> Path:
     if root is None:
         pytest.skip("CIFAR-10 not found: set ASF_DATA_DIR to a folder holding cifar-10-batches-py")
     return root
+
+
+# the app tests' shared inputs; each of those modules defines its own `rec` (a Reconstructor)
+@pytest.fixture(scope="module")
+def image():
+    """The first bundled CIFAR-10 sample, (32, 32, 3) uint8."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.app_fixtures import SAMPLE
+
+    return np.asarray(Image.open(SAMPLE).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def mask(rec):
+    return rec.make_mask("random", 0.2, seed=0)

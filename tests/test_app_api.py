@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 
@@ -15,26 +14,14 @@ pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from app.inference import Reconstructor  # noqa: E402
-from app.ui import LAUNCH, build_ui  # noqa: E402
-from tests.app_fixtures import SAMPLE, tiny_checkpoints  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app.ui import build_ui  # noqa: E402
+from tests.app_fixtures import SAMPLE, serve, tiny_checkpoints  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    demo = build_ui(Reconstructor(tiny_checkpoints(tmp_path_factory.mktemp("pretrained"))))
-    demo.queue(default_concurrency_limit=1)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serve(build_ui(Reconstructor(tiny_checkpoints(tmp_path_factory.mktemp("pretrained"))))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

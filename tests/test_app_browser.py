@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
-from tests.app_fixtures import tiny_checkpoints
+from tests.app_fixtures import serve, tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,21 +36,13 @@ if not Path(CHROMIUM).is_file():
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     from app.inference import Reconstructor
-    from app.ui import LAUNCH, build_ui
+    from app.ui import build_ui
 
     chosen = os.environ.get("ASF_PRETRAINED_DIR")
     real = bool(chosen and (Path(chosen) / "local_implicit_small" / "config.json").is_file())
     folder = chosen if real else tiny_checkpoints(tmp_path_factory.mktemp("pretrained"))
-    demo = build_ui(Reconstructor(folder))
-    demo.queue(default_concurrency_limit=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH)
-    try:
-        yield f"http://127.0.0.1:{port}/", real
-    finally:
-        demo.close()
+    with serve(build_ui(Reconstructor(folder))) as url:
+        yield url, real
 
 
 def _set_number(page, elem_id: str, value: int) -> None:

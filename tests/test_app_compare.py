@@ -9,7 +9,6 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import asf_core.reconstruct as core
 from app import figures
@@ -17,7 +16,6 @@ from app.compare import Comparer, Point, digest
 from app.inference import ARCH_LABELS, BASELINE_LABELS, Reconstructor
 from asf_core.checkpoint import save_pretrained
 from asf_core.models import build_model
-from tests.app_fixtures import SAMPLE
 
 SOURCES = {"perceiver_io_small": ("perceiver_io", {}, {"source": "interp", "sigma": 0.3}),
            "local_implicit_small": ("local_implicit", {}, {}),  # noise, σ = 1 (the default)
@@ -35,16 +33,6 @@ def rec(tmp_path_factory):
                 p.add_(0.05 * torch.randn_like(p))
         save_pretrained(model, root / name, arch=arch, train=train)
     return Reconstructor(root)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return np.asarray(Image.open(SAMPLE).convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def mask(rec):
-    return rec.make_mask("random", 0.2, seed=0)
 
 
 def test_same_noise_for_every_model(rec, image, mask, monkeypatch):

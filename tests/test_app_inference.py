@@ -23,16 +23,6 @@ def rec(tmp_path_factory):
     return Reconstructor(tiny_checkpoints(tmp_path_factory.mktemp("pretrained")))
 
 
-@pytest.fixture(scope="module")
-def image():
-    return np.asarray(Image.open(SAMPLE).convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def mask(rec):
-    return rec.make_mask("random", 0.2, seed=0)
-
-
 def test_discovery_reports_missing_and_broken(rec, tmp_path):
     assert rec.methods() == ALL
     assert rec.d_states() == [8, 16]

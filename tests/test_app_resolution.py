@@ -26,11 +26,6 @@ def photo(rec):
     return rec.prepare(PHOTO)
 
 
-@pytest.fixture(scope="module")
-def mask(rec):
-    return rec.make_mask("random", 0.2, seed=0)
-
-
 def test_references(rec, photo):
     refs = rec.references(photo.original)
     assert sorted(refs) == [64, 128] and refs[128].shape == (128, 128, 3) and refs[128].dtype == np.uint8

@@ -130,26 +130,18 @@ def test_weights_from_the_hub_cache(offline, monkeypatch, tmp_path):
 def test_first_page_is_ready_and_precomputed(monkeypatch, tmp_path):
     """From build to a served page within 15 s (on 2 busy cores), with a result already on it and
     the API tab's examples cached lazily (nothing run at start-up)."""
-    import socket
     import time
     import urllib.request
 
-    from app.ui import LAUNCH, build_ui
+    from app.ui import build_ui
+    from tests.app_fixtures import serve
 
     monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples"))
     start = time.perf_counter()
     demo = build_ui(Reconstructor(SHIPPED))
-    demo.queue(default_concurrency_limit=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH)
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
-            assert r.status == 200
+    with serve(demo) as url, urllib.request.urlopen(url, timeout=30) as r:
+        assert r.status == 200
         assert time.perf_counter() - start < 15
-    finally:
-        demo.close()
     props = {c.get("props", {}).get("elem_id"): c["props"] for c in demo.config["components"]}
     assert props["status"]["value"].startswith("Precomputed: **Thin-plate spline**")
     assert props["result"]["value"] is not None and "psnr" in props["metrics"]["value"]
