@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from asf_core.flow import gaussian_velocity
+from asf_core.ops.neighbors import local_attention
 
 
 class FourierFeatures(nn.Module):
@@ -85,7 +86,9 @@ class Attention(nn.Module):
     """Multi-head attention, self or cross, through `scaled_dot_product_attention`.
 
     With `need_weights=True` it computes softmax(QKᵀ/√Dh) explicitly so the weights can be returned
-    (B, H, L, S); that path is for inspection, the default path is the fused kernel.
+    (B, H, L, S); that path is for inspection, the default path is the fused kernel. With
+    `neighbors=(idx, valid)`, each (B, L, K), every token attends only to its K listed context
+    tokens (asf_core.ops.neighbors.local_attention): O(L·K) instead of O(L·S), weights (B, H, L, K).
     """
 
     def __init__(self, dim: int, heads: int, context_dim: int | None = None, dropout: float = 0.0):
@@ -98,9 +101,16 @@ class Attention(nn.Module):
         self.to_out = nn.Linear(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, need_weights: bool = False
+        self, x: torch.Tensor, context: torch.Tensor | None = None, need_weights: bool = False,
+        neighbors: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context = x if context is None else context
+        p = self.dropout if self.training else 0.0
+        if neighbors is not None:
+            q = rearrange(self.to_q(x), "b l (h d) -> b l h d", h=self.heads)
+            k, v = rearrange(self.to_kv(context), "b s (two h d) -> two b s h d", two=2, h=self.heads)
+            out, weights = local_attention(q, k, v, *neighbors, dropout_p=p)  # (B, L, H, Dh)
+            return self.to_out(rearrange(out, "b l h d -> b l (h d)")), (weights if need_weights else None)
         q = rearrange(self.to_q(x), "b l (h d) -> b h l d", h=self.heads)
         k, v = rearrange(self.to_kv(context), "b s (two h d) -> two b h s d", two=2, h=self.heads)
         weights = None
@@ -108,7 +118,6 @@ class Attention(nn.Module):
             weights = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(dim=-1)  # (B, H, L, S)
             out = weights @ v
         else:
-            p = self.dropout if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, H, L, Dh)
         return self.to_out(rearrange(out, "b h l d -> b l (h d)")), weights
 
@@ -133,12 +142,12 @@ class Block(nn.Module):
 
     def forward(
         self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor | None = None,
-        need_weights: bool = False,
+        need_weights: bool = False, neighbors: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         sh1, sc1, g1, sh2, sc2, g2 = self.film(c)
         h = modulate(self.norm_x(x), sh1, sc1)
         ctx = h if self.norm_ctx is None else self.norm_ctx(context)
-        h, w = self.attn(h, ctx, need_weights)
+        h, w = self.attn(h, ctx, need_weights, neighbors)
         x = x + g1 * h
         x = x + g2 * self.mlp(modulate(self.norm_mlp(x), sh2, sc2))
         return x, w

@@ -66,6 +66,10 @@ def reconstruct(
     query_xy = pixel_coords(oh, ow, device)  # (Q, 2)
     x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model))  # (K·B, Q, 3)
 
+    if hasattr(model, "context"):  # what does not change along the path, computed once per solve
+        model_kwargs = {"context": model.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
+                                                 **model_kwargs), **model_kwargs}
+
     def v_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tb = t.float().expand(x.shape[0])
         return model(x_t=x, t=tb, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs).float()

@@ -133,6 +133,23 @@ def test_tps_matches_the_scipy_baseline_on_a_pixel_mask():
     assert torch.allclose(tps_interpolate(obs_xy, obs_rgb, obs_xy), obs_rgb, atol=1e-3)  # it interpolates
 
 
+def test_tps_batch_on_two_threads():
+    """The app samples K images at once on 2 threads: torch's batched float64 solve failed there."""
+    from asf_core.fields import make_mask, observations, pixel_coords
+
+    g = torch.Generator().manual_seed(0)
+    obs_xy, obs_rgb = observations(torch.rand(3, 3, 32, 32, generator=g), make_mask(3, 32, 32, 0.2, generator=g))
+    q = pixel_coords(32, 32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = tps_interpolate(obs_xy, obs_rgb, q)
+    finally:
+        torch.set_num_threads(threads)
+    for i in range(3):
+        assert torch.allclose(out[i], tps_interpolate(obs_xy[i:i + 1], obs_rgb[i:i + 1], q)[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_tps_handles_degenerate_observations(n):
     """One or two points, or points on one line (a one-row mask), still give finite values."""

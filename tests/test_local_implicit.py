@@ -114,6 +114,7 @@ def test_radius_mask_dense_matches_brute():
 @pytest.mark.parametrize("strategy", ["scores", "gather"])
 def test_local_attention_matches_dense_ref(strategy, monkeypatch):
     monkeypatch.setattr(nb, "SCORES_MAX_RATIO", 10**6 if strategy == "scores" else 0)
+    monkeypatch.setattr(nb, "SCORES_MAX_RATIO_GRAD", 10**6 if strategy == "scores" else 0)
     monkeypatch.setattr(nb, "CHUNK_ELEMS", 500)  # force several batch and query chunks
     g = torch.Generator().manual_seed(6)
     b, nq, s, k, h, dh = 3, 17, 29, 7, 2, 4
@@ -146,6 +147,7 @@ def tiny(**kw) -> LocalImplicitConfig:
 @pytest.mark.parametrize("strategy", ["scores", "gather"])
 def test_sparse_equals_dense_ref_when_k_covers_the_radius(strategy, monkeypatch):
     monkeypatch.setattr(nb, "SCORES_MAX_RATIO", 10**6 if strategy == "scores" else 0)
+    monkeypatch.setattr(nb, "SCORES_MAX_RATIO_GRAD", 10**6 if strategy == "scores" else 0)
     x = inputs(b=2, q=40, n=30)
     sparse = randomise(LocalImplicit(tiny(max_neighbors=160))).eval()  # 80 slots each >= N, Q
     dense = LocalImplicit(tiny(max_neighbors=160, attention_impl="dense_ref")).eval()
@@ -206,6 +208,34 @@ def test_shared_query_positions_match_batched():
     v_shared = model(**x)
     v_batched = model(**{**x, "query_xy": x["query_xy"].expand(3, -1, -1)})
     assert torch.allclose(v_shared, v_batched, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["sparse", "dense_ref"])
+def test_context_computed_once_gives_the_same_velocity(impl):
+    model = randomise(LocalImplicit(tiny(attention_impl=impl))).eval()
+    x = inputs(b=2, q=30, n=25, shared_queries=True)
+    ctx = model.context(query_xy=x["query_xy"], obs_xy=x["obs_xy"], obs_rgb=x["obs_rgb"], radius=0.2)
+    for t in (0.0, 0.7):  # reused along the path: only x_t and t change
+        step = {**x, "t": torch.full((2,), t), "x_t": x["x_t"] * (1 - t)}
+        assert torch.equal(model(**step, radius=0.2, context=ctx), model(**step, radius=0.2))
+
+
+def test_reconstruct_uses_the_context():
+    from asf_core.reconstruct import reconstruct
+
+    class Plain(torch.nn.Module):  # the same model without `context`: every step recomputes it
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            return self.inner(**kw)
+
+    model = randomise(LocalImplicit(tiny())).eval()
+    images, mask = torch.rand(1, 3, 8, 8) * 2 - 1, torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.3
+    run = lambda m: reconstruct(m, images, mask, steps=3, solver="heun", radius=0.25,  # noqa: E731
+                                generator=torch.Generator().manual_seed(1)).sample
+    assert torch.allclose(run(model), run(Plain(model)), atol=1e-6)
 
 
 def test_radius_float_and_tensor():

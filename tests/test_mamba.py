@@ -76,9 +76,18 @@ def test_scan_alternatives_agree():
     ref = ss.selective_scan_ref(**x, delta_softplus=True)
     assert rel_err(ss.selective_scan_loop(**x, delta_softplus=True), ref) < 1e-5
     assert rel_err(ss.selective_scan_cumsum(**x, delta_softplus=True, chunk_size=8), ref) < 1e-4
-    core = ss.selective_scan_chunked(x["u"], x["delta"], x["A"], x["B"], x["C"], chunk_size=7)
+    core = ss.selective_scan_chunked(x["u"], x["delta"], x["A"], x["B"], x["C"], steps=7)
     plain = ss.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"])
     assert rel_err(core, plain) < 1e-5
+
+
+def test_chunk_length_follows_the_batch(monkeypatch):
+    lo, hi = ss.CHUNK_RANGE
+    assert ss.chunk_size(1, 128, 16) == hi  # the app: one image, few steps per Python call
+    assert ss.chunk_size(32, 128, 16) == lo  # training batches: the buffers stay in cache
+    assert lo <= ss.chunk_size(4, 128, 16) <= hi
+    monkeypatch.setattr(ss, "CHUNK_SIZE", 5)
+    assert ss.chunk_size(1, 128, 16) == 5
 
 
 @pytest.mark.parametrize("groups,size,fast", [(None, (1, 2, 2, 7), False), (None, (2, 4, 3, 13), True),
@@ -268,9 +277,10 @@ def permuted(x, po, pq):
                 obs_rgb=x["obs_rgb"][:, po])
 
 
+@pytest.mark.parametrize("decoder", ["global", "window"])
 @pytest.mark.parametrize("scan_order", ORDERS)
-def test_field_is_a_function_of_the_point_set(scan_order):
-    model, x = tiny_field(scan_order=scan_order), field_inputs()
+def test_field_is_a_function_of_the_point_set(scan_order, decoder):
+    model, x = tiny_field(scan_order=scan_order, decoder=decoder, decoder_window=3), field_inputs()
     v, maps = model(**x, return_attention=True)
     assert v.shape == (B, Q, 3) and torch.isfinite(v).all()
     order = maps["scan_order"]
@@ -281,9 +291,10 @@ def test_field_is_a_function_of_the_point_set(scan_order):
     assert torch.allclose(model(**permuted(x, po, pq)), v[:, pq], atol=1e-5)
 
 
-def test_invariance_with_queries_on_observed_pixels():
+@pytest.mark.parametrize("decoder", ["global", "window"])
+def test_invariance_with_queries_on_observed_pixels(decoder):
     # queries at every pixel, observations on a subset: exact coordinate ties between the kinds
-    model = tiny_field()
+    model = tiny_field(decoder=decoder, decoder_window=4)
     xy = pixel_coords(6, 6)
     g = torch.Generator().manual_seed(0)
     obs_idx = torch.randperm(36, generator=g)[:9]
@@ -310,6 +321,29 @@ def test_field_maps_and_orders():
     assert torch.equal(same[0], same[1])
 
 
+def test_window_decoder_attends_along_both_curves():
+    model, x = tiny_field(decoder="window", decoder_window=2), field_inputs()
+    v, maps = model(**x, return_attention=True)
+    w = maps["cross_attention"]  # scattered back to (B, H, Q, N + Q)
+    assert w.shape == (B, PRESETS["tiny"]["num_heads"], Q, N + Q)
+    assert torch.allclose(w.sum(-1), torch.ones(B, w.shape[1], Q), atol=1e-5)
+    xy = torch.cat([x["obs_xy"], x["query_xy"]], 1)
+    orders = model.orders(xy, torch.arange(N + Q) >= N, torch.cat([x["obs_rgb"], x["x_t"]], 1))
+    idx, valid = model.windows(orders, N)
+    assert idx.shape == valid.shape == (B, Q, 2 * 5)
+    reach = torch.zeros(B, Q, N + Q, dtype=torch.bool).scatter_(-1, torch.where(valid, idx, 0), valid)
+    assert (w[:, 0][~reach] == 0).all() and reach.sum(-1).max() < N + Q  # local: not every token
+    # each query sits in its own windows, at the centre of each curve's
+    assert (idx[..., 2] == torch.arange(N, N + Q)).all() and (idx[..., 7] == torch.arange(N, N + Q)).all()
+
+
+def test_window_decoder_spanning_the_sequence_is_global_attention():
+    # two windows over all L tokens list each one twice: the softmax is the same as over all once
+    global_, x = tiny_field(), field_inputs()
+    window = tiny_field(decoder="window", decoder_window=N + Q)
+    assert torch.allclose(window(**x), global_(**x), atol=1e-5)
+
+
 def test_field_shared_directions_and_fast_path_flag():
     shared = tiny_field(share_directions=True)
     separate = tiny_field()
@@ -332,6 +366,10 @@ def test_d_state_is_validated(d_state):
 def test_unknown_scan_order_is_rejected():
     with pytest.raises(ValueError, match="scan_order"):
         MambaConfig(scan_order="spiral")
+    with pytest.raises(ValueError, match="decoder"):
+        MambaConfig(decoder="knn")
+    with pytest.raises(ValueError, match="decoder_window"):
+        MambaConfig(decoder="window", decoder_window=0)
 
 
 def test_presets_parameter_counts():
@@ -376,3 +414,19 @@ def test_gradient_influence_matches_autograd_jacobian():
     got = gradient_influence(model, 5, query_xy=x["query_xy"], obs_xy=x["obs_xy"], obs_rgb=x["obs_rgb"],
                              x_t=x["x_t"], t=0.3)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_scan_bench_prints_growth_against_the_target(capsys):
+    from asf_core.ops import scan_bench
+
+    rows = scan_bench.main(["--lengths", "16", "64", "--batch", "1", "--d-inner", "4", "--d-state", "2",
+                            "--impls", "ref", "loop", "--no-backward", "--repeats", "1"])
+    assert {r["impl"] for r in rows} == {"ref", "loop"} and all(r["fwd_ms"] > 0 for r in rows)
+    printed = capsys.readouterr().out
+    assert "ref: forward L 16 -> 64" in printed and "of linear" in printed
+    fake = [dict(impl="ref", L=100, fwd_ms=1.0, finite=True), dict(impl="ref", L=1600, fwd_ms=16.0, finite=True),
+            dict(impl="slow", L=100, fwd_ms=1.0, finite=True), dict(impl="slow", L=1600, fwd_ms=32.0, finite=True),
+            dict(impl="cumsum", L=100, fwd_ms=1.0, finite=True), dict(impl="cumsum", L=1600, fwd_ms=9.0, finite=False)]
+    lines = scan_bench.growth_lines(fake)
+    assert len(lines) == 2  # an implementation with one finite length has no growth
+    assert "1.00 of linear (meets" in lines[0] and "2.00 of linear (misses" in lines[1]

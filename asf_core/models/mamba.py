@@ -6,8 +6,12 @@ scan a sequence that holds the observed pixels (coordinates + RGB) and the noisy
 in the image is near in the sequence. Each layer scans both ways (a forward and a reversed block,
 summed, as in Vision Mamba, Zhu et al. 2024) and alternates between the Hilbert curve and its
 transpose (as in 2-D Mamba variants such as PlainMamba), so no pair of neighbours is always far
-apart. Time enters every layer through adaLN-Zero (FiLM). The queries then read the whole sequence
-by cross-attention and a zero-initialised head gives their velocity. Cost is linear in N + Q.
+apart. Time enters every layer through adaLN-Zero (FiLM). The queries then read the sequence by
+cross-attention and a zero-initialised head gives their velocity. With `decoder="window"` (the
+presets) each query attends to the tokens within `decoder_window` places of it along each curve,
+which after the scans carry the whole sequence's context: cost O((N + Q)·D² + Q·K·D), linear in
+N + Q. `decoder="global"` (the first checkpoints) attends to every token: O(Q·(N + Q)·D), which
+dominates from 128² on.
 
 The order is computed from the points alone (coordinates, ties by token type, then values), so the
 model is a function of the point SET: permuting the inputs permutes the outputs.
@@ -135,6 +139,8 @@ class MambaConfig:
     num_fourier_feats: int = 256
     fourier_scale: float = 3.0
     mlp_ratio: float = 4.0  # of the cross-attention block
+    decoder: str = "global"  # "window": queries attend to their curve neighbours; "global": to all
+    decoder_window: int = 8  # tokens on each side of a query, on each curve ("window" decoder)
     dropout: float = 0.0
     scan_order: str = "hilbert"  # "hilbert" | "raster" | "zigzag" | "random"
     alternate_transpose: bool = True  # odd layers scan the transposed curve (x ↔ y)
@@ -154,13 +160,17 @@ class MambaConfig:
             raise ValueError(f"d_state must be in [{lo}, {hi}], got {self.d_state}")
         if self.scan_order not in ORDERS:
             raise ValueError(f"unknown scan_order {self.scan_order!r}; choose from {', '.join(ORDERS)}")
+        if self.decoder not in ("window", "global"):
+            raise ValueError(f"decoder must be 'window' or 'global', got {self.decoder!r}")
+        if self.decoder_window < 1:
+            raise ValueError(f"decoder_window must be >= 1, got {self.decoder_window}")
 
 
 PRESETS = {
     "paper": dict(prior="gaussian", interp="tps", d_model=512, num_layers=6, d_state=16, expand=2, dropout=0.1, share_directions=True,
-                  mlp_ratio=2.0),  # ~19.7M parameters (separate directions: ~31M)
+                  mlp_ratio=2.0, decoder="window"),  # ~19.7M parameters (separate directions: ~31M)
     "small": dict(prior="gaussian", interp="tps", d_model=64, num_layers=2, d_state=8, expand=2, num_heads=4, num_fourier_feats=64,
-                  mlp_ratio=2.0),  # ~0.23M, sized for 2 CPU cores: the scans are ~half of a step
+                  mlp_ratio=2.0, decoder="window"),  # ~0.23M, sized for 2 CPU cores: the scans are ~half of a step
     "tiny": dict(d_model=32, num_layers=2, d_state=8, expand=2, num_heads=2, num_fourier_feats=16,
                  mlp_ratio=2.0),
 }
@@ -234,6 +244,23 @@ class MambaField(nn.Module):
             other = scan_order(xy, is_query, values, cfg.scan_order, cfg.curve_bits, transpose=True)
         return [base if i % 2 == 0 else other for i in range(cfg.num_layers)]
 
+    def windows(self, orders: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each query's decoder keys: the tokens within `decoder_window` places of it along each
+        distinct curve, as idx (B, Q, K) into [obs; queries] and valid (B, Q, K) (False past the
+        ends). The orders depend on the point set only, so the windows do too."""
+        w = self.config.decoder_window
+        offsets = torch.arange(-w, w + 1, device=orders[0].device)
+        curves = list({id(o): o for o in orders[:2]}.values())  # the curve and its transpose
+        idx, valid = [], []
+        for order in curves:
+            length = order.shape[1]
+            pos = torch.argsort(order, dim=1)[:, n:]  # (B, Q) place of each query on the curve
+            at = pos[..., None] + offsets  # (B, Q, 2w+1)
+            inside = (at >= 0) & (at < length)
+            idx.append(order.gather(1, at.clamp(0, length - 1).flatten(1)).view_as(at))
+            valid.append(inside)
+        return torch.cat(idx, -1), torch.cat(valid, -1)
+
     def forward(
         self, *, x_t: torch.Tensor, t: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
         obs_rgb: torch.Tensor, return_attention: bool = False,
@@ -244,7 +271,7 @@ class MambaField(nn.Module):
             x_t: (B, Q, 3) noisy query values. t: (B,) in [0, 1].
             query_xy: (B, Q, 2) or (Q, 2) in [-1, 1]. obs_xy: (B, N, 2). obs_rgb: (B, N, 3) in [-1, 1].
             return_attention: also return {"cross_attention": (B, H, Q, N+Q) query weights over the
-                tokens [obs; queries], "scan_order": (B, N+Q) long, the first layer's order as
+                tokens [obs; queries] (zero outside a query's windows), "scan_order": (B, N+Q) long, the first layer's order as
                 indices into [obs; queries], "n_obs": N}.
         Returns:
             v (B, Q, 3), or (v, maps) when asked.
@@ -276,7 +303,14 @@ class MambaField(nn.Module):
         if inv is not None:
             x = x.gather(1, idx(inv))  # (B, L, D) as [obs; queries]
 
-        out, w = self.decoder(x[:, n:], c, x, need_weights=return_attention)  # (B, Q, D)
+        windows = None
+        if self.config.decoder == "window":
+            with torch.no_grad():
+                windows = self.windows(orders, n)
+        out, w = self.decoder(x[:, n:], c, x, need_weights=return_attention, neighbors=windows)  # (B, Q, D)
+        if return_attention and windows is not None:  # (B, H, Q, K) slots -> (B, H, Q, N+Q)
+            slots = windows[0][:, None].expand_as(w)
+            w = w.new_zeros(*w.shape[:3], tokens.shape[1]).scatter_add_(-1, slots, w)
         v = self.head(out, c)  # (B, Q, 3)
         if self.prior is not None:
             v = v + self.prior(x_t, t, interp).to(v.dtype)

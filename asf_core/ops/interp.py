@@ -88,7 +88,12 @@ def tps_interpolate(
     system = torch.cat([torch.cat([k, p], -1), torch.cat([p.transpose(1, 2), xy.new_zeros(b, 3, 3)], -1)], 1)
     rhs = torch.cat([rgb, xy.new_zeros(b, 3, 3)], 1)  # (B, N+3, 3)
     # lstsq rather than solve: collinear observations (a one-row mask) make the system singular
-    coef = torch.linalg.lstsq(system, rhs).solution if _degenerate(xy) else torch.linalg.solve(system, rhs)
+    # one image at a time: torch 2.14's batched float64 solve fails in MKL (DLASWP "parameter 6",
+    # then "pivots ... must be >= 1") whenever it runs on more than one thread
+    if _degenerate(xy):
+        coef = torch.linalg.lstsq(system, rhs).solution
+    else:
+        coef = torch.stack([torch.linalg.solve(a, r) for a, r in zip(system, rhs)])
     w, a = coef[:, :n], coef[:, n:]  # (B, N, 3), (B, 3, 3)
     out = []
     # the solve needs float64; evaluating the spline does not (|w| stays small at pixel spacing)

@@ -32,6 +32,11 @@ _BRUTE_MAX_KEYS = 1024  # below this many keys a brute force beats building a gr
 _SEARCH_ELEMS = 1 << 22  # candidate distances per search chunk (×2 floats of offsets in flight)
 CHUNK_ELEMS = 1 << 20  # largest attention intermediate per chunk (4 MiB fp32: cache- and allocator-friendly)
 SCORES_MAX_RATIO = 20  # measured CPU break-even of dense scoring vs gathering, in S / K
+# with autograd the break-even moves: the gather's backward (index_add into every key) costs more
+# than the dense path's matmul backward (a 32² gradient-influence map: 0.50 s dense vs 0.55-0.80 s
+# gathering, S/K = 26), so up to this ratio, and while the saved scores stay small, score densely
+SCORES_MAX_RATIO_GRAD = 64
+SCORES_MAX_ELEMS_GRAD = 1 << 25  # B·H·Q·S scores kept for backward (128 MiB fp32)
 
 
 def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -293,13 +298,17 @@ def local_attention(
         slot gets zeros.
 
     Two exact strategies: when S <= SCORES_MAX_RATIO·K (training crops: 205 obs + 256 queries
-    against 48 slots) it computes all Q×S scores with one matmul and keeps the K listed, because on
-    CPU a dense matmul beats gathering K·D-wide rows; otherwise it gathers the K keys per query,
+    against 48 slots; with autograd, up to SCORES_MAX_RATIO_GRAD·K) it computes all Q×S scores
+    with one matmul and keeps the K listed, because on CPU a dense matmul beats gathering K·D-wide
+    rows; otherwise it gathers the K keys per query,
     O(Q·K·D). Memory beyond the inputs: O(CHUNK_ELEMS) without grad, O(B·Q·K·D) with it.
     """
     b, nq, nk = idx.shape
     s, h, dh = k.shape[1:]
-    attend = _attend_scores if s <= SCORES_MAX_RATIO * nk else _attend_gather
+    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+    dense = s <= SCORES_MAX_RATIO * nk or (
+        grad and s <= SCORES_MAX_RATIO_GRAD * nk and b * h * nq * s <= SCORES_MAX_ELEMS_GRAD)
+    attend = _attend_scores if dense else _attend_gather
     q = q * dh ** -0.5  # scale the small tensor, not the scores
     k, v = (rearrange(x, "b s h d -> b h s d").contiguous() for x in (k, v))  # once, not per chunk
     if bias is None:

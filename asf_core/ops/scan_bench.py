@@ -101,7 +101,29 @@ def scan_benchmark(
             ))
     if verbose:
         print(format_table(rows))
+        for line in growth_lines(rows):
+            print(line)
     return rows
+
+
+LINEAR_TARGET = 1.15  # the MAMBA issue's target for the reference scan, printed, not asserted
+
+
+def growth_lines(rows: list[dict]) -> list[str]:
+    """Per implementation: forward time growth from the shortest to the longest length measured,
+    as a multiple of linear growth, against the target."""
+    out = []
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        mine = sorted((r for r in rows if r["impl"] == impl and r["finite"]), key=lambda r: r["L"])
+        if len(mine) < 2 or mine[0]["L"] == mine[-1]["L"]:
+            continue
+        a, b = mine[0], mine[-1]
+        ratio = (b["fwd_ms"] / a["fwd_ms"]) / (b["L"] / a["L"])
+        verdict = "meets" if ratio <= LINEAR_TARGET else "misses"
+        out.append(f"{impl}: forward L {a['L']} -> {b['L']} grew {b['fwd_ms'] / a['fwd_ms']:.1f}x for "
+                   f"{b['L'] / a['L']:.0f}x the length: {ratio:.2f} of linear "
+                   f"({verdict} target <= {LINEAR_TARGET})")
+    return out
 
 
 COLUMNS = [("impl", "<7", "s"), ("layout", ">7", "s"), ("L", ">6", "d"), ("B", ">4", "d"), ("D", ">5", "d"),
