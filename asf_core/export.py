@@ -55,7 +55,13 @@ def parametrisation(model: dict) -> str:
         text += (", and the network's output is added to the velocity of an independent-Gaussian model "
                  "around that interpolation (`asf_core.nn.PriorVelocity`): at initialisation x̂1 is the "
                  "interpolation, and training learns what the other pixels add to it")
-    return text + "."
+    text += "."
+    if model.get("decoder") == "window":
+        w = model.get("decoder_window", 8)
+        text += (f" Each query reads the scanned sequence through a window decoder: it attends to the tokens within "
+                 f"{w} places of it along the Hilbert curve and along its transpose ({2 * (2 * w + 1)} slots), so "
+                 "the cost stays linear in the number of points.")
+    return text
 
 
 def model_card(name: str, config: dict, n_params: int, eval_table: str | None, hw: str, note: str = "") -> str:

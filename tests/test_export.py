@@ -30,3 +30,12 @@ def test_training_command_lists_non_defaults():
     cmd = training_command({"arch": "mamba", "preset": "small", "max_steps": 10, "source": "interp", "flip": False})
     assert cmd == ("python -m asf_core.train --arch mamba --preset small --max-steps 10 --source interp --no-flip")
     assert training_command({"world_size": 2, "arch": "perceiver_io"}).startswith("torchrun --nproc_per_node 2 -m")
+
+
+def test_parametrisation_names_what_the_network_learns():
+    from asf_core.export import parametrisation
+
+    plain = parametrisation({"interp": "knn"})
+    assert "Gaussian k-nearest" in plain and "PriorVelocity" not in plain and "window" not in plain
+    full = parametrisation({"interp": "tps", "prior": "gaussian", "decoder": "window", "decoder_window": 8})
+    assert "thin-plate-spline" in full and "PriorVelocity" in full and "34 slots" in full
