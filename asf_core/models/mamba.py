@@ -244,17 +244,20 @@ class MambaField(nn.Module):
             other = scan_order(xy, is_query, values, cfg.scan_order, cfg.curve_bits, transpose=True)
         return [base if i % 2 == 0 else other for i in range(cfg.num_layers)]
 
-    def windows(self, orders: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def windows(self, orders: list[torch.Tensor], n: int, places: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each query's decoder keys: the tokens within `decoder_window` places of it along each
         distinct curve, as idx (B, Q, K) into [obs; queries] and valid (B, Q, K) (False past the
-        ends). The orders depend on the point set only, so the windows do too."""
+        ends). The orders depend on the point set only, so the windows do too. `places`: the
+        inverse of each order (argsort), when the caller already has them."""
         w = self.config.decoder_window
         offsets = torch.arange(-w, w + 1, device=orders[0].device)
-        curves = list({id(o): o for o in orders[:2]}.values())  # the curve and its transpose
+        places = places or [torch.argsort(o, dim=1) for o in orders]
+        curves = list({id(o): (o, p) for o, p in zip(orders[:2], places[:2])}.values())  # curve, transpose
         idx, valid = [], []
-        for order in curves:
+        for order, place in curves:
             length = order.shape[1]
-            pos = torch.argsort(order, dim=1)[:, n:]  # (B, Q) place of each query on the curve
+            pos = place[:, n:]  # (B, Q) place of each query on the curve
             at = pos[..., None] + offsets  # (B, Q, 2w+1)
             inside = (at >= 0) & (at < length)
             idx.append(order.gather(1, at.clamp(0, length - 1).flatten(1)).view_as(at))
@@ -295,18 +298,19 @@ class MambaField(nn.Module):
         # keep the stream in the current layer's order; re-sort between layers with one gather
         # through the inverse of the previous order, and return to [obs; queries] at the end
         idx = lambda perm: perm[..., None].expand(-1, -1, tokens.shape[-1])  # noqa: E731
-        x, inv = tokens, None
+        x, inv, places = tokens, None, []
         for layer, perm in zip(self.layers, orders):
             step = perm if inv is None else inv.gather(1, perm)  # positions in the current order
             x = layer(x.gather(1, idx(step)), c)  # (B, L, D) in this layer's order
             inv = torch.argsort(perm, dim=1)
+            places.append(inv)
         if inv is not None:
             x = x.gather(1, idx(inv))  # (B, L, D) as [obs; queries]
 
         windows = None
         if self.config.decoder == "window":
             with torch.no_grad():
-                windows = self.windows(orders, n)
+                windows = self.windows(orders, n, places)
         out, w = self.decoder(x[:, n:], c, x, need_weights=return_attention, neighbors=windows)  # (B, Q, D)
         if return_attention and windows is not None:  # (B, H, Q, K) slots -> (B, H, Q, N+Q)
             slots = windows[0][:, None].expand_as(w)
