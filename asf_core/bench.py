@@ -2,6 +2,8 @@
 
     python -m asf_core.bench scaling --arch local_implicit --preset small --sizes 32,64,128,256 \
         --json docs/scaling_local_implicit.json --plot docs/scaling_local_implicit.png
+    python -m asf_core.bench compare --checkpoint A --checkpoint B ...   # see asf_core.compare
+    python -m asf_core.bench nfe --checkpoint A ... --data-dir DIR        # see asf_core.nfe
 
 `scaling`: for each resolution R, a full R×R query grid and round(0.2·R²) random observed pixels
 (seeded); one forward under torch.no_grad, timed as the median of `--repeats` runs after a warm-up,
@@ -128,8 +130,9 @@ def _median(xs: list[float]) -> float:
     return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
 
 
-def _run_isolated(spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "asf_core.bench", "measure", json.dumps(spec)]
+def _run_isolated(spec: dict, timeout: float, entry: tuple[str, ...] = ("asf_core.bench", "measure")) -> dict:
+    """`python -m <entry> SPEC` in a fresh process (so its peak memory is its own): its last JSON line."""
+    cmd = [sys.executable, "-m", *entry, json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -290,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default=None)
     sub.add_parser("scan", add_help=False, help="selective-scan throughput: the chunked reference "
                    "against a plain loop and a cumsum formulation (options: python -m asf_core.ops.scan_bench -h)")
+    from asf_core import compare, nfe  # compare uses this module's helpers
+
+    compare.add_parser(sub)
+    nfe.add_parser(sub)
     m = sub.add_parser("measure", help="internal: one measurement from a JSON spec, printed as JSON")
     m.add_argument("spec")
     return p
@@ -305,6 +312,15 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "scaling":
         scaling(args)
+    elif args.command in ("compare", "nfe"):
+        from asf_core import compare, nfe
+        from asf_core.checkpoint import CheckpointError
+        from asf_core.data import DataError
+
+        try:
+            compare.compare(args) if args.command == "compare" else nfe.sweep(args)
+        except (ValueError, DataError, CheckpointError) as e:
+            sys.exit(f"error: {e}")
     elif args.command == "measure":
         try:
             print(json.dumps(measure(json.loads(args.spec))))

@@ -5,8 +5,8 @@ The one convention, used everywhere in ASF:
 The flow runs on the values at the query coordinates only; observed pixels are clean conditioning.
 
 The source x_0 is either pure noise N(0, I) (`noise`, the textbook picture) or an informed source
-x_0 = b(obs, q) + σ·ε (`interp`), where b is a Gaussian-weighted k-nearest interpolation of the
-observations: a data-dependent coupling (Albergo et al., "Stochastic interpolants with
+x_0 = b(obs, q) + σ·ε (`interp`), where b is the model's interpolation of the observations (a
+thin-plate spline, or Gaussian-weighted k-nearest in older checkpoints): a data-dependent coupling (Albergo et al., "Stochastic interpolants with
 data-dependent couplings", 2024), so the model starts at interpolation quality and learns the
 correction.
 
@@ -49,13 +49,27 @@ def model_interp(model: torch.nn.Module) -> str:
     return getattr(getattr(model, "config", None), "interp", "knn")
 
 
-def sample_t(batch: int, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
-    """Training times: uniform on [0, 1], or logit-normal (SD3; mass in the middle of the path)."""
+def sample_t(
+    batch: int, kind: str = "uniform", generator: torch.Generator | None = None, zero_prob: float = 0.0,
+) -> torch.Tensor:
+    """Training times: uniform on [0, 1], or logit-normal (SD3; mass in the middle of the path).
+
+    With `zero_prob` > 0 that fraction of the batch (in expectation) gets t = 0 exactly. The
+    regression target there is the posterior mean E[x_1 | obs] - x_0, the hardest and most
+    informative point of the path (x̂1 and the first ODE steps depend on it); moving samples there
+    reweights the loss over t but leaves the per-t optimum unchanged.
+    """
+    if not 0.0 <= zero_prob < 1.0:
+        raise ValueError(f"zero_prob must be in [0, 1), got {zero_prob}")
     if kind == "uniform":
-        return torch.rand(batch, generator=generator)
-    if kind == "logit_normal":
-        return torch.sigmoid(torch.randn(batch, generator=generator))
-    raise ValueError(f"unknown t sampler {kind!r}; choose from {', '.join(T_SAMPLERS)}")
+        t = torch.rand(batch, generator=generator)
+    elif kind == "logit_normal":
+        t = torch.sigmoid(torch.randn(batch, generator=generator))
+    else:
+        raise ValueError(f"unknown t sampler {kind!r}; choose from {', '.join(T_SAMPLERS)}")
+    if zero_prob > 0:
+        t = torch.where(torch.rand(batch, generator=generator) < zero_prob, 0.0, t)
+    return t
 
 
 def source_sample(
@@ -95,7 +109,7 @@ def gaussian_velocity(
 def flow_matching_loss(
     model: torch.nn.Module, *, x_1: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
     obs_rgb: torch.Tensor, source: str = "noise", sigma: float = 1.0, t_sampler: str = "uniform",
-    generator: torch.Generator | None = None, **model_kwargs,
+    t_zero_prob: float = 0.0, generator: torch.Generator | None = None, **model_kwargs,
 ) -> torch.Tensor:
     """Mean squared error between the model's velocity and u_t = x_1 - x_0 at a random t.
 
@@ -104,6 +118,6 @@ def flow_matching_loss(
     """
     b = x_1.shape[0]
     x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model))
-    t = sample_t(b, t_sampler, generator).to(x_1.device)
+    t = sample_t(b, t_sampler, generator, t_zero_prob).to(x_1.device)
     v = model(x_t=interpolate(x_0, x_1, t), t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
     return F.mse_loss(v.float(), target_velocity(x_0, x_1).float())

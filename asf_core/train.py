@@ -62,6 +62,7 @@ class TrainConfig:
     source: str = "noise"  # noise | interp (asf_core.flow)
     sigma: float = 1.0  # std of the source noise
     t_sampler: str = "uniform"  # uniform | logit_normal
+    t_zero_prob: float = 0.0  # fraction of each batch trained at t = 0 (the posterior-mean point)
     flip: bool = True  # random horizontal flips
     seed: int = 0
     log_every: int = 50
@@ -106,6 +107,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown source {cfg.source!r}; choose from {', '.join(SOURCES)}")
     if cfg.t_sampler not in T_SAMPLERS:
         raise ValueError(f"unknown t sampler {cfg.t_sampler!r}; choose from {', '.join(T_SAMPLERS)}")
+    if not 0.0 <= cfg.t_zero_prob < 1.0:
+        raise ValueError(f"--t-zero-prob must be in [0, 1), got {cfg.t_zero_prob}")
     for name in ("max_steps", "batch_size", "n_queries", "ckpt_every", "val_every", "log_every", "val_steps"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
@@ -255,7 +258,8 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
         extra = extra_kwargs(cfg.batch_size, gen) if extra_kwargs else {}
         with autocast:
             loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma,
-                                      t_sampler=cfg.t_sampler, generator=gen, **extra)
+                                      t_sampler=cfg.t_sampler, t_zero_prob=cfg.t_zero_prob,
+                                      generator=gen, **extra)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

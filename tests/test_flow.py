@@ -34,6 +34,18 @@ def test_t_samplers(kind):
         sample_t(2, "beta")
 
 
+def test_t_zero_prob_puts_that_share_at_zero():
+    t = sample_t(20_000, "uniform", torch.Generator().manual_seed(0), zero_prob=0.3)
+    assert abs((t == 0).float().mean() - 0.3) < 0.02
+    rest = t[t > 0]
+    assert abs(rest.mean() - 0.5) < 0.02  # the others stay uniform
+    # zero_prob 0 draws nothing extra: the same times as before the option existed
+    assert torch.equal(sample_t(64, "uniform", torch.Generator().manual_seed(1), zero_prob=0.0),
+                       sample_t(64, "uniform", torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="zero_prob"):
+        sample_t(2, zero_prob=1.0)
+
+
 def test_knn_interpolation_is_local_and_bounded():
     g = torch.Generator().manual_seed(0)
     obs_xy, obs_rgb = torch.rand(2, 30, 2, generator=g) * 2 - 1, torch.rand(2, 30, 3, generator=g)
