@@ -287,7 +287,9 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
             if log:
                 with log.open("a") as f:
                     f.write(json.dumps({"step": step, "images_seen": seen, "wall_seconds": wall, **val}) + "\n")
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps or step == stop_at:
+        # every validation checkpoints too, so best/ can hold the step that scored best (the
+        # condition is the same on every rank: checkpoint() gathers RNG states from all of them)
+        if step % cfg.ckpt_every == 0 or step % cfg.val_every == 0 or step in (cfg.max_steps, stop_at):
             checkpoint(val)
         if step == stop_at:
             break

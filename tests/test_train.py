@@ -107,3 +107,11 @@ def test_init_from_starts_at_released_weights(tmp_path):
     a, b = load_model(tmp_path / "a"), load_state(tmp_path / "b" / "state.pt")["model"]
     for name, p in a.state_dict().items():
         assert torch.allclose(p, b[name], atol=1e-6), name
+
+
+def test_best_is_saved_at_a_validation_step_between_checkpoints(tmp_path):
+    # validation at step 2, checkpoints only every 10 steps, and the run is stopped at step 3
+    train(tiny_config(tmp_path / "r", max_steps=10, ckpt_every=10, val_every=2), stop_at=3)
+    best = json.loads((tmp_path / "r" / "best" / "config.json").read_text())
+    assert best["train"]["step"] == 2 and "val_psnr_onestep" in best["metrics"]
+    assert load_state(tmp_path / "r" / "state.pt")["best_val"] == best["metrics"]["val_psnr_onestep"]
