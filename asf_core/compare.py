@@ -41,8 +41,7 @@ def train_throughput(model: torch.nn.Module, batch: int, n_queries: int, steps: 
     """Images per second of full training steps (loss, backward, clip, AdamW) on synthetic
     32x32 images, which cost the same as CIFAR-10's; and the process's peak memory meanwhile."""
     from asf_core.data import synthetic_images
-    from asf_core.flow import flow_matching_loss
-    from asf_core.train import TrainConfig, make_batch
+    from asf_core.train import TrainConfig, make_batch, train_step
 
     train = getattr(model, "checkpoint_config", {}).get("train", {})
     cfg = TrainConfig(batch_size=batch, n_queries=n_queries, source=train.get("source", "noise"),
@@ -57,11 +56,7 @@ def train_throughput(model: torch.nn.Module, batch: int, n_queries: int, steps: 
         batch_ = make_batch(images, cfg, gen, torch.device("cpu"))
         extra = extra_kwargs(batch, gen) if extra_kwargs else {}
         t0 = time.perf_counter()
-        loss = flow_matching_loss(model, **batch_, source=cfg.source, sigma=cfg.sigma, generator=gen, **extra)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, model, batch_, opt, cfg, gen, extra)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     model.eval()
@@ -165,8 +160,7 @@ def render(rows: list[dict], baselines: list[dict], protocol: dict | None, setup
         lines += ["", f"Quality: {protocol['n']} {protocol['images']} images, {protocol['fraction']:.0%} "
                       f"{protocol['mask']} masks, seed {protocol['seed']}, {protocol['steps']} "
                       f"{protocol['solver']} steps, K={k} (`python -m asf_core.evaluate`)."]
-    ref = next((r for r in rows if r.get("arch") == "perceiver_io" and "reason" not in r), None)
-    get = lambda r, key: r.get(key) if ref else None  # noqa: E731
+    ref = next((r for r in rows if r.get("arch") == "perceiver_io" and "reason" not in r), {})
     lat_head = " / ".join(f"b={b}" for b in setup["latency_batches"])
     lines += ["", "| method | train img/s | epoch (min) | epoch vs Perceiver IO | claimed | peak train "
               f"memory (MiB) | memory vs Perceiver IO | claimed | sample latency {lat_head} (s) |",
@@ -179,9 +173,9 @@ def render(rows: list[dict], baselines: list[dict], protocol: dict | None, setup
         lat = " / ".join(f"{r[f'latency_b{b}_s']:.2f}" for b in setup["latency_batches"])
         lines.append(
             f"| {r['name']} | {r['train_images_per_s']:.1f} | {r['epoch_minutes']:.0f} | "
-            f"{_ratio(r['epoch_minutes'], get(ref, 'epoch_minutes'))} | {claim.get('epoch', '-')} | "
+            f"{_ratio(r['epoch_minutes'], ref.get('epoch_minutes'))} | {claim.get('epoch', '-')} | "
             f"{r['train_peak_bytes'] / 2**20:.0f} | "
-            f"{_ratio(r['train_peak_bytes'], get(ref, 'train_peak_bytes'))} | {claim.get('memory', '-')} | {lat} |")
+            f"{_ratio(r['train_peak_bytes'], ref.get('train_peak_bytes'))} | {claim.get('memory', '-')} | {lat} |")
     lines += ["", f"Cost: {setup['threads']} CPU thread(s), batch {setup['batch']} with "
                   f"{setup['n_queries']} query pixels per image for training (median of "
                   f"{setup['train_steps']} steps), epoch = {EPOCH_IMAGES:,} images at that rate; latency is one "

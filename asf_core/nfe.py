@@ -51,7 +51,7 @@ def sweep(args: argparse.Namespace) -> dict:
     result["protocol"] = {"n": len(images), "images": args.images or "CIFAR-10 test", "seed": args.seed,
                           "samples": 1, "mask": "random 20%"}
     if "tps" not in result:
-        result["tps"] = baselines_psnr(images, masks)
+        result["tps"] = tps_psnr(images, masks)
 
     for path in args.checkpoint:
         model = load_model(path)
@@ -80,7 +80,7 @@ def sweep(args: argparse.Namespace) -> dict:
     return result
 
 
-def baselines_psnr(images: torch.Tensor, masks: torch.Tensor) -> float:
+def tps_psnr(images: torch.Tensor, masks: torch.Tensor) -> float:
     """Thin-plate spline PSNR on these images and masks (asf_core.baselines, scipy)."""
     rows = [image_metrics(baselines.reconstruct("tps", x, m), x, m)["psnr"]
             for x, m in zip(images.split(50), masks.split(50))]

@@ -151,6 +151,20 @@ def make_batch(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, dev
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def train_step(net, model, batch: dict, opt, cfg: TrainConfig, gen: torch.Generator, extra: dict,
+               autocast=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step of the flow-matching loss (`net` may be model's DDP or compiled
+    wrapper; gradients are clipped on `model`). Returns the loss and the gradient norm."""
+    with autocast or nullcontext():
+        loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma, t_sampler=cfg.t_sampler,
+                                  t_zero_prob=cfg.t_zero_prob, generator=gen, **extra)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss, grad_norm
+
+
 @torch.no_grad()
 def validate(model, images: torch.Tensor, cfg: TrainConfig, device: torch.device) -> dict:
     """PSNR of the one-step posterior mean and of one Euler sample, on fixed masks and noise."""
@@ -256,14 +270,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
         t0 = time.time()
         batch = make_batch(train_images, cfg, gen, device)
         extra = extra_kwargs(cfg.batch_size, gen) if extra_kwargs else {}
-        with autocast:
-            loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma,
-                                      t_sampler=cfg.t_sampler, t_zero_prob=cfg.t_zero_prob,
-                                      generator=gen, **extra)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss, grad_norm = train_step(net, model, batch, opt, cfg, gen, extra, autocast)
         sched.step()
         ema.update_parameters(model)
         step += 1
