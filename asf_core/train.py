@@ -42,6 +42,9 @@ from asf_core.models import MODELS, build_model, make_config
 from asf_core.reconstruct import reconstruct
 
 
+ADDABLE_MODULES = ("neighbor_enc.",)  # may be missing from --init-from weights (zero-initialised)
+
+
 @dataclass
 class TrainConfig:
     arch: str = "perceiver_io"  # one of asf_core.models.MODELS
@@ -211,7 +214,16 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
 
     if cfg.init_from and not (cfg.resume and (out / "state.pt").exists()):
         # released weights are the EMA: start both the model and its average from them
-        model.load_state_dict(load_model(cfg.init_from).state_dict())
+        # a module the released model lacks (a neighbour encoder) may start fresh: it is
+        # zero-initialised, so the model starts as the released one; anything else must match
+        released, expected = load_model(cfg.init_from).state_dict(), model.state_dict()
+        missing = [k for k in expected if k not in released and not k.startswith(ADDABLE_MODULES)]
+        wrong = [k for k in released if k not in expected or released[k].shape != expected[k].shape]
+        if missing or wrong:
+            raise CheckpointError(f"--init-from {cfg.init_from}: weights do not match {cfg.arch} with these "
+                                  f"settings (missing: {', '.join(missing[:4]) or '-'}; unexpected or "
+                                  f"wrong shape: {', '.join(wrong[:4]) or '-'})")
+        model.load_state_dict(released, strict=False)
         ema.module.load_state_dict(model.state_dict())
 
     if cfg.resume and (out / "state.pt").exists():

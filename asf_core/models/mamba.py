@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_prior, modulate
+from asf_core.nn import make_neighbor_encoder, Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_prior, modulate
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
 from asf_core.ops.interp import interpolate_obs
 from asf_core.ops.selective_scan import selective_scan
@@ -153,6 +153,8 @@ class MambaConfig:
     prior: str = "none"
     prior_source: str = "interp"
     prior_sigma: float = 0.3
+    neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
+    neighbor_hidden: int = 128
 
     def __post_init__(self):
         lo, hi = D_STATE_RANGE
@@ -225,7 +227,8 @@ class MambaField(nn.Module):
         self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.prior = make_prior(cfg)
-        self.uses_interp = cfg.interp_feature or self.prior is not None
+        self.neighbor_enc = make_neighbor_encoder(cfg)
+        self.uses_interp = cfg.interp_feature or self.prior is not None or self.neighbor_enc is not None
         # a learned type vector on top of the separate input maps: the SSM mixes both kinds in one
         # stream, so each token carries its kind in the residual explicitly
         self.type_embed = nn.Parameter(torch.randn(2, d) * 0.02)
@@ -282,6 +285,8 @@ class MambaField(nn.Module):
         b, n = x_t.shape[0], obs_xy.shape[1]
         # before the expand: the memo in interpolate_obs matches the caller's tensor
         interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
+        # likewise the neighbour encoder's memo: computed once per ODE solve, not once per step
+        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
         if query_xy.dim() == 2:
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
@@ -290,6 +295,8 @@ class MambaField(nn.Module):
         if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
             feats.append(interp)
         qry = self.query_in(torch.cat(feats, dim=-1)) + self.type_embed[1]
+        if nb_feat is not None:
+            qry = qry + nb_feat
         tokens = torch.cat([obs, qry], dim=1)  # (B, L, D), L = N + Q
         xy = torch.cat([obs_xy, query_xy], dim=1)  # (B, L, 2)
         is_query = torch.arange(tokens.shape[1], device=tokens.device) >= n  # (L,)
