@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import make_neighbor_encoder, Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_prior, modulate
+from asf_core.nn import Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
 from asf_core.ops.interp import interpolate_obs
 from asf_core.ops.selective_scan import selective_scan
