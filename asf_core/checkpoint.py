@@ -105,6 +105,18 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({e})") from None
 
 
+def weight_mismatch(expected: dict, weights: dict, addable: tuple[str, ...] = ()) -> str:
+    """How `weights` fail to fit a model whose state dict is `expected` ("" when they fit): missing
+    keys (except those under the `addable` prefixes), unexpected keys and wrong shapes."""
+    missing = sorted(k for k in set(expected) - set(weights) if not k.startswith(addable))
+    extra = sorted(set(weights) - set(expected))
+    shapes = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    return "; ".join(
+        f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)) if keys
+    )
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model from a pretrained folder or a training run folder (its `best/` or `last/`).
 
@@ -117,15 +129,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / CONFIG_NAME}: model config does not build ({e})") from None
     weights = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(folder / WEIGHTS_NAME).items()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    shapes = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
-    if missing or extra or shapes:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)) if keys
-        )
+    detail = weight_mismatch(model.state_dict(), weights)
+    if detail:
         raise CheckpointError(f"{folder / WEIGHTS_NAME}: does not match {config['arch']} config ({detail})")
     model.load_state_dict(weights)
     model.arch, model.checkpoint_config = config["arch"], config

@@ -193,29 +193,14 @@ class NeighborEncoder(nn.Module):
         self.proj = nn.Linear(2 * hidden, dim)
         nn.init.zeros_(self.proj.weight)  # zero: a model gaining the encoder starts as it was
         nn.init.zeros_(self.proj.bias)
-        self._memo = None  # (versions, inputs, output) of the last call without grad
 
     def forward(self, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor,
                 interp: torch.Tensor) -> torch.Tensor:
         """query_xy (B, Q, 2) or (1, Q, 2), obs_xy (B, N, 2), obs_rgb (B, N, 3), interp (B, Q, 3) -> (B, Q, D).
 
-        Without grad, the last result is remembered: every step of an ODE solve passes the same
-        tensors, and the pair MLP would otherwise cost as much as the rest of a Perceiver IO step.
-        The memo matches the tensors themselves, their in-place versions and the weights' versions.
+        Costs about as much as the rest of a Perceiver IO step: models compute it in their
+        `context()`, once per ODE solve. Without grad it runs in blocks of `BLOCK` pairs.
         """
-        inputs = (query_xy, obs_xy, obs_rgb, interp)
-        if torch.is_grad_enabled():
-            self._memo = None
-            return self._encode(*inputs)
-        key = tuple(x._version for x in inputs) + tuple(p._version for p in self.parameters())
-        memo = self._memo
-        if memo is not None and memo[0] == key and all(a is b for a, b in zip(memo[1], inputs)):
-            return memo[2]
-        out = self._encode(*inputs)
-        self._memo = (key, inputs, out)
-        return out
-
-    def _encode(self, query_xy, obs_xy, obs_rgb, interp):
         b, n = obs_xy.shape[:2]
         query_xy = query_xy.expand(b, -1, -1)
         step = query_xy.shape[1] if torch.is_grad_enabled() else max(1, self.BLOCK // (b * self.k))

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from asf_core.checkpoint import CheckpointError, load_model, load_state, save_pretrained, save_state
+from asf_core.checkpoint import CheckpointError, load_model, load_state, save_pretrained, save_state, weight_mismatch
 from asf_core.data import DataError, load_images, to_float
 from asf_core.fields import check_fraction, image_to_values, make_mask, observations, pixel_coords
 from asf_core.flow import SOURCES, T_SAMPLERS, flow_matching_loss
@@ -216,13 +216,11 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
         # released weights are the EMA: start both the model and its average from them
         # a module the released model lacks (a neighbour encoder) may start fresh: it is
         # zero-initialised, so the model starts as the released one; anything else must match
-        released, expected = load_model(cfg.init_from).state_dict(), model.state_dict()
-        missing = [k for k in expected if k not in released and not k.startswith(ADDABLE_MODULES)]
-        wrong = [k for k in released if k not in expected or released[k].shape != expected[k].shape]
-        if missing or wrong:
+        released = load_model(cfg.init_from).state_dict()
+        detail = weight_mismatch(model.state_dict(), released, addable=ADDABLE_MODULES)
+        if detail:
             raise CheckpointError(f"--init-from {cfg.init_from}: weights do not match {cfg.arch} with these "
-                                  f"settings (missing: {', '.join(missing[:4]) or '-'}; unexpected or "
-                                  f"wrong shape: {', '.join(wrong[:4]) or '-'})")
+                                  f"settings ({detail})")
         model.load_state_dict(released, strict=False)
         ema.module.load_state_dict(model.state_dict())
 

@@ -267,9 +267,21 @@ class MambaField(nn.Module):
             valid.append(inside)
         return torch.cat(idx, -1), torch.cat(valid, -1)
 
+    def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
+        """What a forward computes from positions and observations alone: the interpolation, the
+        neighbour encoding, observation tokens and query Fourier features. An ODE solve changes
+        only x_t and t, so it computes this once and passes it to every step as `forward(context=...)`."""
+        # before any reshape: the memo in interpolate_obs matches the caller's tensor
+        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
+        if query_xy.dim() == 2:
+            query_xy = query_xy[None]
+        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
+        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1)) + self.type_embed[0]
+        return {"interp": interp, "neighbor_feat": nb_feat, "obs": obs, "query_fourier": self.fourier(query_xy)}
+
     def forward(
         self, *, x_t: torch.Tensor, t: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
-        obs_rgb: torch.Tensor, return_attention: bool = False,
+        obs_rgb: torch.Tensor, return_attention: bool = False, context: dict | None = None,
     ):
         """Velocity of the query values.
 
@@ -279,24 +291,22 @@ class MambaField(nn.Module):
             return_attention: also return {"cross_attention": (B, H, Q, N+Q) query weights over the
                 tokens [obs; queries] (zero outside a query's windows), "scan_order": (B, N+Q) long, the first layer's order as
                 indices into [obs; queries], "n_obs": N}.
+            context: `self.context(...)` of these same positions and observations, to skip recomputing it.
         Returns:
             v (B, Q, 3), or (v, maps) when asked.
         """
         b, n = x_t.shape[0], obs_xy.shape[1]
-        # before the expand: the memo in interpolate_obs matches the caller's tensor
-        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
-        # likewise the neighbour encoder's memo: computed once per ODE solve, not once per step
-        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
+        ctx = context or self.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb)
+        interp, obs = ctx["interp"], ctx["obs"]
         if query_xy.dim() == 2:
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
-        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1)) + self.type_embed[0]
-        feats = [self.fourier(query_xy), x_t]
+        feats = [ctx["query_fourier"].expand(b, -1, -1), x_t]
         if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
             feats.append(interp)
         qry = self.query_in(torch.cat(feats, dim=-1)) + self.type_embed[1]
-        if nb_feat is not None:
-            qry = qry + nb_feat
+        if ctx["neighbor_feat"] is not None:
+            qry = qry + ctx["neighbor_feat"]
         tokens = torch.cat([obs, qry], dim=1)  # (B, L, D), L = N + Q
         xy = torch.cat([obs_xy, query_xy], dim=1)  # (B, L, 2)
         is_query = torch.arange(tokens.shape[1], device=tokens.device) >= n  # (L,)

@@ -71,9 +71,21 @@ class PerceiverIO(nn.Module):
         self.decoder = Block(d, cross=True, **kw)
         self.head = OutputHead(d, d)
 
+    def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
+        """What a forward computes from positions and observations alone: the interpolation, the
+        neighbour encoding, observation tokens and query Fourier features. An ODE solve changes
+        only x_t and t, so it computes this once and passes it to every step as `forward(context=...)`."""
+        # before any reshape: the memo in interpolate_obs matches the caller's tensor
+        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
+        if query_xy.dim() == 2:
+            query_xy = query_xy[None]
+        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
+        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1))  # (B, N, D)
+        return {"interp": interp, "neighbor_feat": nb_feat, "obs": obs, "query_fourier": self.fourier(query_xy)}
+
     def forward(
         self, *, x_t: torch.Tensor, t: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
-        obs_rgb: torch.Tensor, return_attention: bool = False,
+        obs_rgb: torch.Tensor, return_attention: bool = False, context: dict | None = None,
     ):
         """Velocity of the query values.
 
@@ -82,24 +94,20 @@ class PerceiverIO(nn.Module):
             query_xy: (B, Q, 2) or (Q, 2) in [-1, 1]. obs_xy: (B, N, 2). obs_rgb: (B, N, 3) in [-1, 1].
             return_attention: also return {"encoder": (B, H, M, N+Q), "processor": [(B, H, M, M)],
                 "decoder": (B, H, Q, M), "n_obs": N}.
+            context: `self.context(...)` of these same positions and observations, to skip recomputing it.
         Returns:
             v (B, Q, 3), or (v, attention) when asked.
         """
         b = x_t.shape[0]
-        # before the expand: the memo in interpolate_obs matches the caller's tensor
-        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
-        # likewise the neighbour encoder's memo: computed once per ODE solve, not once per step
-        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
-        if query_xy.dim() == 2:
-            query_xy = query_xy.expand(b, -1, -1)
+        ctx = context or self.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb)
+        interp, obs = ctx["interp"], ctx["obs"]
         c = self.time_embed(t)  # (B, D)
-        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1))  # (B, N, D)
-        feats = [self.fourier(query_xy), x_t]
+        feats = [ctx["query_fourier"].expand(b, -1, -1), x_t]
         if self.config.interp_feature:  # what interpolation predicts here: the model learns the correction
             feats.append(interp)
         qry = self.query_in(torch.cat(feats, dim=-1))  # (B, Q, D)
-        if nb_feat is not None:
-            qry = qry + nb_feat
+        if ctx["neighbor_feat"] is not None:
+            qry = qry + ctx["neighbor_feat"]
         inputs = torch.cat([obs, qry], dim=1)  # (B, N+Q, D)
 
         z = repeat(self.latents, "m d -> b m d", b=b)
