@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from asf_core.flow import gaussian_velocity
+from asf_core.ops.interp import interpolate_obs
 from asf_core.ops.neighbors import local_attention, radius_neighbors
 
 
@@ -222,6 +223,21 @@ class NeighborEncoder(nn.Module):
 def make_neighbor_encoder(cfg) -> NeighborEncoder | None:
     """The config's neighbour encoder (`neighbor_k` > 0), or None."""
     return NeighborEncoder(cfg.neighbor_k, cfg.d_model, cfg.neighbor_hidden) if cfg.neighbor_k > 0 else None
+
+
+def point_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
+    """The part of every model's `context()` that depends on positions and observations alone:
+    the interpolation, the neighbour encoding, observation tokens and query Fourier features.
+    `model` has `config.interp`, `uses_interp`, `neighbor_enc`, `obs_in` and `fourier`; each model
+    adds its own terms (type embeddings, neighbour lists) to the result."""
+    # before the reshape below: the memo in interpolate_obs matches the caller's tensor
+    interp = interpolate_obs(model.config.interp, obs_xy, obs_rgb, query_xy) if model.uses_interp else None
+    if query_xy.dim() == 2:
+        query_xy = query_xy[None]  # (1, Q, 2): shared positions are searched once
+    nb_feat = None if model.neighbor_enc is None else model.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
+    obs = model.obs_in(torch.cat([model.fourier(obs_xy), obs_rgb], -1))  # (B, N, D)
+    return {"interp": interp, "neighbor_feat": nb_feat, "obs": obs, "query_xy": query_xy,
+            "query_fourier": model.fourier(query_xy)}
 
 
 class PriorVelocity(nn.Module):

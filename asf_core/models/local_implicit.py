@@ -34,8 +34,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from asf_core.nn import MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate
-from asf_core.ops.interp import interpolate_obs
+from asf_core.nn import (
+    MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate, point_context,
+)
 from asf_core.ops.neighbors import (
     local_attention,
     masked_attention,
@@ -239,13 +240,10 @@ class LocalImplicit(nn.Module):
         computes this once and passes it to every step as `forward(context=...)`."""
         cfg = self.config
         b = obs_xy.shape[0]
-        # before the reshape below: the memo in interpolate_obs matches the caller's tensor
-        interp = interpolate_obs(cfg.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
-        if query_xy.dim() == 2:
-            query_xy = query_xy[None]  # (1, Q, 2): shared positions are searched once
+        ctx = point_context(self, query_xy, obs_xy, obs_rgb)
+        query_xy, obs = ctx["query_xy"], ctx["obs"]
         r = self._radius(radius, b, obs_xy.device)
         u = (r - cfg.radius_min) / ((cfg.radius_max - cfg.radius_min) or 1.0)  # the radius in [0, 1]
-        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], -1))  # (B, N, D)
         obs = obs + self.obs_mlp(self.obs_norm(obs))
         dense = cfg.attention_impl == "dense_ref"
         nb = self.dense_neighbors(query_xy, obs_xy, r) if dense else self.neighbors(query_xy, obs_xy, r)
@@ -257,10 +255,7 @@ class LocalImplicit(nn.Module):
             biases = rearrange(bias, "m (l h) -> l m h", l=cfg.num_layers).unbind(0)
         else:
             biases = rearrange(bias, "b q k (l h) -> l b h q k", l=cfg.num_layers).unbind(0)
-        # depends on positions and observations only, so an ODE solve computes it once too
-        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
-        return {"interp": interp, "neighbor_feat": nb_feat, "query_xy": query_xy, "obs_xy": obs_xy, "radius": r,
-                "radius_embed": self.radius_embed(u), "obs": obs, "query_fourier": self.fourier(query_xy),
+        return {**ctx, "obs_xy": obs_xy, "radius": r, "radius_embed": self.radius_embed(u), "obs": obs,
                 "neighbors": nb, "biases": biases}
 
     def forward(

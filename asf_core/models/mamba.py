@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate
+from asf_core.nn import (
+    Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate, point_context,
+)
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
-from asf_core.ops.interp import interpolate_obs
 from asf_core.ops.selective_scan import selective_scan
 
 D_STATE_RANGE = (8, 32)
@@ -271,13 +272,9 @@ class MambaField(nn.Module):
         """What a forward computes from positions and observations alone: the interpolation, the
         neighbour encoding, observation tokens and query Fourier features. An ODE solve changes
         only x_t and t, so it computes this once and passes it to every step as `forward(context=...)`."""
-        # before any reshape: the memo in interpolate_obs matches the caller's tensor
-        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
-        if query_xy.dim() == 2:
-            query_xy = query_xy[None]
-        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
-        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1)) + self.type_embed[0]
-        return {"interp": interp, "neighbor_feat": nb_feat, "obs": obs, "query_fourier": self.fourier(query_xy)}
+        ctx = point_context(self, query_xy, obs_xy, obs_rgb)
+        ctx["obs"] = ctx["obs"] + self.type_embed[0]
+        return ctx
 
     def forward(
         self, *, x_t: torch.Tensor, t: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,

@@ -18,8 +18,7 @@ import torch
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior
-from asf_core.ops.interp import interpolate_obs
+from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, point_context
 
 
 @dataclass
@@ -75,13 +74,7 @@ class PerceiverIO(nn.Module):
         """What a forward computes from positions and observations alone: the interpolation, the
         neighbour encoding, observation tokens and query Fourier features. An ODE solve changes
         only x_t and t, so it computes this once and passes it to every step as `forward(context=...)`."""
-        # before any reshape: the memo in interpolate_obs matches the caller's tensor
-        interp = interpolate_obs(self.config.interp, obs_xy, obs_rgb, query_xy) if self.uses_interp else None
-        if query_xy.dim() == 2:
-            query_xy = query_xy[None]
-        nb_feat = None if self.neighbor_enc is None else self.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
-        obs = self.obs_in(torch.cat([self.fourier(obs_xy), obs_rgb], dim=-1))  # (B, N, D)
-        return {"interp": interp, "neighbor_feat": nb_feat, "obs": obs, "query_fourier": self.fourier(query_xy)}
+        return point_context(self, query_xy, obs_xy, obs_rgb)
 
     def forward(
         self, *, x_t: torch.Tensor, t: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
