@@ -18,6 +18,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +31,9 @@ from PIL import Image
 from app import figures
 from app.compare import SWEEP_STEPS, Comparer
 from app.images import colormap
-from app.inference import ARCH_LABELS, BASELINE_LABELS, Frame, Reconstructor, Result
+from app.inference import ARCH_LABELS, BASELINE_LABELS, MAX_SAMPLES, MAX_STEPS, OUT_SIZES, Frame, Reconstructor, Result
 from app.space import gpu
+from asf_core.sampling import METHODS
 
 DISPLAY = 8  # model pixels are shown as DISPLAY×DISPLAY squares (32 → 256 px)
 DISPLAY_SIDE = 256  # every grid (32, 64, 128) is shown nearest-neighbour upscaled to this many px
@@ -42,6 +44,7 @@ SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 LABELS = {**ARCH_LABELS, "tps": "Thin-plate spline", "biharmonic": "Biharmonic"}
 _STOP: dict[str, threading.Event] = {}  # session hash -> Stop pressed
 _OUT = Path(tempfile.mkdtemp(prefix="asf_app_"))
+KEEP_SECONDS = 3600  # result files are served for an hour, then removed
 # id -> Handlers, for pickling by reference (ZeroGPU workers); weak, so a closed app is freed
 _LIVE: weakref.WeakValueDictionary[int, Handlers] = weakref.WeakValueDictionary()
 TABLE_HEADERS = ["Model", "PSNR (dB)", "SSIM", "PSNR missing (dB)", "NFE", "Latency (s)", "Parameters"]
@@ -54,6 +57,40 @@ def user_errors():
         yield
     except (ValueError, IndexError) as e:
         raise gr.Error(str(e), print_exception=False) from None
+
+
+SEED_MAX = 2**31 - 1
+
+
+def number(value, name: str, lo: float, hi: float, integer: bool = False) -> float | int:
+    """A user's number, checked: a gr.Error that says what is wanted instead of a stack trace."""
+    kind = "a whole number" if integer else "a number"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}", print_exception=False) from None
+    if not np.isfinite(x) or not lo <= x <= hi or (integer and x != int(x)):
+        raise gr.Error(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}", print_exception=False)
+    return int(x) if integer else x
+
+
+# the most work one request may ask of the single model worker: network evaluations × samples ×
+# queries. 20 Heun steps (40 evaluations) × 8 samples at 64×64 fits; 100 RK4 steps × 8 samples at
+# 128×128 (52M) would hold the worker for most of an hour on 2 cores
+WORK_LIMIT = 40 * 8 * 64 * 64
+
+
+def cap_work(steps: int, solver: str, samples: int, out: int) -> tuple[int, int, str]:
+    """(steps, samples) within WORK_LIMIT, fewer samples first, and a note when they were cut."""
+    per = METHODS[solver] * out * out
+    asked = steps * samples * per
+    if asked <= WORK_LIMIT:
+        return steps, samples, ""
+    k = max(1, min(samples, WORK_LIMIT // (steps * per)))
+    n = max(1, min(steps, WORK_LIMIT // (k * per)))
+    return n, k, (f"**Capped** so that the queue keeps moving for everyone: {steps} {solver} steps × {samples} "
+                  f"sample(s) at {out}×{out} is {asked:,} query evaluations, over the {WORK_LIMIT:,} one request "
+                  f"may use here; this run used {n} steps × {k} sample(s).")
 
 
 def samples() -> list[tuple[str, str]]:
@@ -140,7 +177,8 @@ class Handlers:
         if not state or state.get("image") is None:
             return state, None, "Pick a sample or upload an image."
         with user_errors():
-            mask = self.rec.make_mask(kind, float(density_pct) / 100, int(seed or 0),
+            mask = self.rec.make_mask(kind, number(density_pct, "observed pixels (%)", 0, 100) / 100,
+                                      number(seed, "seed", 0, SEED_MAX, integer=True),
                                       brush if kind == "brush" else None)
         state = {**state, "mask": mask}
         n = int(mask.sum())
@@ -148,6 +186,14 @@ class Handlers:
         if kind == "brush" and brush is not None:
             info += f"; {int(self.rec.brush_hidden(brush).sum())} painted over (hidden)"
         return state, up(self.rec.observed_view(state["image"], mask)), info
+
+    @staticmethod
+    def clear_results():
+        """A new image or mask: nothing of the last run stays on screen to be read as this one's.
+        Outputs: status, x_t, x̂1, result, mean, std, metrics, download, step slider, note."""
+        hidden = gr.update(value=None, visible=False)
+        return ("New input: press **Run**.", None, None, None, hidden, hidden, None, hidden,
+                gr.update(visible=False), "")
 
     def knob_visibility(self, method_label: str):
         """Show each knob only where it applies: radius, d_state, then steps/solver/samples."""
@@ -165,8 +211,20 @@ class Handlers:
 
     @staticmethod
     def _png(image: np.ndarray, name: str) -> str:
-        path = _OUT / f"{name}_{int(time.time() * 1000)}.png"
-        Image.fromarray(image).save(path)
+        """A new file per result: Gradio rewrites its cached copy of identical numpy outputs in
+        place, so concurrent identical requests could read a half-written file. Files older than
+        KEEP_SECONDS are removed on the way."""
+        now = time.time()
+        for old in _OUT.glob("*.png"):
+            try:
+                if now - old.stat().st_mtime > KEEP_SECONDS:
+                    old.unlink()
+            except OSError:  # removed by a concurrent call
+                pass
+        path = _OUT / f"asf_{name}_{uuid.uuid4().hex[:12]}.png"
+        tmp = path.with_suffix(".tmp")
+        Image.fromarray(image).save(tmp, format="png")
+        tmp.replace(path)  # whole or not at all
         return str(path)
 
     @staticmethod
@@ -174,8 +232,8 @@ class Handlers:
         return {"method": method, "size": res.size, "seconds": round(res.seconds, 3), "nfe": res.nfe,
                 **res.metrics}
 
-    def _note(self, res: Result | None, out: int) -> str:
-        lines = list(res.notes) if res is not None else []
+    def _note(self, res: Result | None, out: int, capped: str = "") -> str:
+        lines = ([capped] if capped else []) + (list(res.notes) if res is not None else [])
         s = self.rec.size
         if res is None and out > s:  # said while it runs: the wait grows with the number of queries
             lines.append(f"Sampling the field on a {out}×{out} grid from the same {s}×{s} observations: "
@@ -188,7 +246,7 @@ class Handlers:
                 f"{result.metrics['ssim']:.3f} · {result.seconds:.2f} s · NFE {result.nfe}. "
                 + ("Click a pixel of the result for its locality maps." if method in ARCH_LABELS else ""))
 
-    def _final(self, result: Result, method: str, frames: list, chart, slider, state):
+    def _final(self, result: Result, method: str, frames: list, chart, slider, state, capped: str = ""):
         """The outputs of a finished run."""
         many = result.mean is not None  # K > 1: show the mean and the std map
         std = gr.update(visible=many, value=up(colormap(result.std, max(float(result.std.max()), 1e-3)))
@@ -198,7 +256,7 @@ class Handlers:
         return (self._status(result, method), up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart,
                 up(result.image), mean, std, self._summary(result, method),
                 gr.update(value=self._png(result.image, method), visible=True), slider,
-                self._note(result, result.size), state)
+                self._note(result, result.size, capped), state)
 
     def initial(self, state: dict, method: str = "tps") -> dict:
         """The first page's result, computed at start-up so a visitor sees one at once (a baseline:
@@ -224,11 +282,15 @@ class Handlers:
         stop = _STOP.setdefault(session, threading.Event())
         stop.clear()
         out = int(out_size or self.rec.size)
-        knobs = dict(steps=int(steps), solver=solver, seed=int(seed or 0), samples=int(samples_k),
-                     radius=float(radius), d_state=int(d_state) if d_state else None)
+        if solver not in METHODS:
+            raise gr.Error(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}", print_exception=False)
+        steps, samples_k, capped = cap_work(number(steps, "steps", 1, MAX_STEPS, integer=True), solver,
+                                            number(samples_k, "samples", 1, MAX_SAMPLES, integer=True), out)
+        knobs = dict(steps=steps, solver=solver, seed=number(seed, "seed", 0, SEED_MAX, integer=True),
+                     samples=samples_k, radius=float(radius), d_state=int(d_state) if d_state else None)
         frames, result, last, last_plot = [], None, 0.0, 0.0
         yield (f"Running **{LABELS[method]}**…", None, None, figures.progress_figure([]), None, None, None,
-               None, gr.update(value=None, visible=False), gr.update(visible=False), self._note(None, out),
+               None, gr.update(value=None, visible=False), gr.update(visible=False), self._note(None, out, capped),
                state)
         with user_errors():
             stream = self.rec.run(state["image"], state["mask"], method, out_size=out,
@@ -253,7 +315,9 @@ class Handlers:
                 stream.close()  # Stop: the sampler ends between steps
                 _STOP.pop(session, None)
         state = {**state, "frames": frames, "run": {"method": method, "out_size": out, **knobs}}
-        slider = gr.update(visible=bool(frames), minimum=0, maximum=max(len(frames) - 1, 0),
+        # Gradio refuses a slider whose minimum is not below its maximum: a baseline (no frames) or
+        # a one-frame run hides it, with a range it accepts
+        slider = gr.update(visible=len(frames) > 1, minimum=0, maximum=max(len(frames) - 1, 1),
                            value=max(len(frames) - 1, 0), step=1)
         chart = figures.progress_figure(frames)
         if result is None:  # stopped: show where it got to
@@ -262,7 +326,7 @@ class Handlers:
                    up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart, None, None, None,
                    None, gr.update(visible=False), slider, "", state)
             return
-        yield self._final(result, method, frames, chart, slider, state)
+        yield self._final(result, method, frames, chart, slider, state, capped)
 
     def request_stop(self, request: gr.Request):
         _STOP.setdefault(getattr(request, "session_hash", None) or "default", threading.Event()).set()
@@ -324,7 +388,7 @@ class Handlers:
         shown = [gr.update(value=None, label=LABELS[m]) for m in methods]
         yield (f"Comparing {len(methods)} methods…", *shown, table(entries))
         with user_errors():
-            for i, e in enumerate(self.comparer.compare(image, mask, seed=int(seed or 0), steps=int(steps),
+            for i, e in enumerate(self.comparer.compare(image, mask, seed=number(seed, "seed", 0, SEED_MAX, integer=True), steps=int(steps),
                                                          solver=str(solver), radius=radius, d_state=d_state)):
                 entries.append(e)
                 shown[i] = gr.update(value=up(e.image),
@@ -344,7 +408,7 @@ class Handlers:
         total = len(learned) * len(solvers) * len(SWEEP_STEPS) + len(self.compare_methods()) - len(learned)
         yield "Sweeping…", figures.sweep_figure([], LABELS)
         with user_errors():
-            for p in self.comparer.sweep(image, mask, seed=int(seed or 0), solvers=solvers, steps=SWEEP_STEPS,
+            for p in self.comparer.sweep(image, mask, seed=number(seed, "seed", 0, SEED_MAX, integer=True), solvers=solvers, steps=SWEEP_STEPS,
                                          radius=radius, d_state=d_state):
                 points.append(p)
                 now = time.perf_counter()
@@ -364,10 +428,17 @@ class Handlers:
         """The `/reconstruct` endpoint: image + settings -> (32×32 reconstruction, metrics JSON).
         `density` is the observed fraction in (0, 1] (values above 1 are read as percent)."""
         method = method_key(architecture)
-        density = float(density) / 100 if float(density) > 1 else float(density)
+        density = number(density, "density", 0, 100)
+        density = density / 100 if density > 1 else density
+        if density <= 0:
+            raise gr.Error("density must be above 0: the observed fraction in (0, 1]", print_exception=False)
+        seed = number(seed, "seed", 0, SEED_MAX, integer=True)
+        steps = number(steps, "steps", 1, MAX_STEPS, integer=True)
+        if image is None:
+            raise gr.Error("no image was given", print_exception=False)
         with user_errors():
             prepared = self.rec.prepare(image)
-            mask = self.rec.make_mask("random", density, int(seed))
-            res = self.rec.reconstruct(prepared.image, mask, method, steps=int(steps), solver=str(solver),
-                                       seed=int(seed))
-        return res.image, {**self._summary(res, method), "observed": int(mask.sum()), "size": self.rec.size}
+            mask = self.rec.make_mask("random", density, seed)
+            res = self.rec.reconstruct(prepared.image, mask, method, steps=steps, solver=str(solver), seed=seed)
+        return (self._png(res.image, method),
+                {**self._summary(res, method), "observed": int(mask.sum()), "size": self.rec.size})

@@ -43,8 +43,10 @@ def _open(data: str | Path | bytes) -> Image.Image:
         im.size  # noqa: B018  (the header is read lazily: the size is known before any decoding)
     except FileNotFoundError:
         raise InputError(f"{data}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"not a readable image ({type(e).__name__}: {e})") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"the image claims more than {Image.MAX_IMAGE_PIXELS:,} pixels: please downscale it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InputError("that file is not an image (PNG, JPEG, WebP, GIF, BMP or TIFF) that can be read") from None
     _check_size(im.width, im.height)
     try:
         im.seek(0)  # the first frame of an animated GIF / WebP / multi-page TIFF

@@ -22,15 +22,19 @@ import torch
 
 from app.images import to_tensor
 from asf_core.fields import observations, pixel_coords
-from asf_core.flow import model_interp, source_sample
+from asf_core.flow import model_context, model_interp, source_sample
 from asf_core.influence import gradient_influence
 from asf_core.reconstruct import source_settings
 
 
-def _token_pixels(mask: np.ndarray) -> np.ndarray:
-    """(T,) flat pixel index of every token in [obs; queries] (obs in row-major order, as
-    asf_core.fields.observations lists them; query j is pixel j)."""
-    return np.concatenate([np.flatnonzero(mask.reshape(-1)), np.arange(mask.size)])
+def _token_pixels(token_xy: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """(T,) flat pixel index of every token in [tokens; queries]: the pixel each leading token
+    (an observation, or a grid encoder's cell) lies in, then query j at pixel j."""
+    h, w = shape
+    xy = token_xy[0].detach().numpy()
+    col = np.clip(np.floor((xy[:, 0] + 1) / 2 * w), 0, w - 1).astype(int)
+    row = np.clip(np.floor((xy[:, 1] + 1) / 2 * h), 0, h - 1).astype(int)
+    return np.concatenate([row * w + col, np.arange(h * w)])
 
 
 def _on_grid(weights: np.ndarray, pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -92,12 +96,14 @@ def locality(model: torch.nn.Module, arch: str, image: np.ndarray, mask: np.ndar
     obs_xy, obs_rgb = observations(images, torch.from_numpy(np.array(mask, bool))[None])  # (1, N, 2|3)
     query_xy = pixel_coords(h, w)  # (Q, 2)
     source, _ = source_settings(model)
-    x_t = source_sample(source, obs_xy, obs_rgb, query_xy, sigma=0.0, interp=model_interp(model))  # its mean
+    ctx = model_context(model, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
+    x_t = source_sample(source, obs_xy, obs_rgb, query_xy, sigma=0.0, interp=model_interp(model),
+                        mean=None if ctx is None else ctx.get("interp"))  # its mean
     t = torch.zeros(1)
     _, maps = model(x_t=x_t, t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
                     return_attention=True, **model_kwargs)
-    pixels = _token_pixels(mask)
-    attention = _share(_on_grid(_attention_tokens(arch, maps, q), pixels, (h, w)))
+    attention = _share(_on_grid(_attention_tokens(arch, maps, q), _token_pixels(maps["token_xy"], (h, w)), (h, w)))
+    pixels = _token_pixels(obs_xy, (h, w))  # observations, then queries: what the gradient is taken of
     grad = gradient_influence(model, q, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, x_t=x_t,
                               t=0.0, **model_kwargs)[0].numpy()  # (N,)
     influence = _share(_on_grid(grad, pixels[: grad.shape[0]], (h, w)))
@@ -112,7 +118,7 @@ def locality(model: torch.nn.Module, arch: str, image: np.ndarray, mask: np.ndar
         out["radius_px"] = float(maps["radius"][0]) * w / 2  # coordinates span 2 units over W pixels
     if arch == "mamba" and maps.get("scan_order") is not None:
         order = maps["scan_order"][0].numpy()  # (T,) token indices
-        flat = pixels[order]
+        flat = _token_pixels(maps["token_xy"], (h, w))[order]
         out["scan_path"] = np.stack([flat // w, flat % w], -1)
         out["scan_is_obs"] = order < maps["n_obs"]
     return out

@@ -194,17 +194,22 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
 
         # ---- wiring -------------------------------------------------------------------------
         mask_in, mask_out = [state, kind, density, seed, brush], [state, observed, mask_info]
-        remask = ev.make_mask
-        gallery.select(ev.pick_sample, [state], [state, original, brush], **private) \
-            .then(remask, mask_in, mask_out, **private)
-        upload.upload(ev.load, [upload, state], [state, original, brush], **private) \
-            .then(remask, mask_in, mask_out, **private)
-        kind.change(lambda k: gr.update(visible=k == "brush"), kind, brush, **private) \
-            .then(remask, mask_in, mask_out, **private)
-        density.release(remask, mask_in, mask_out, **private)
-        seed.change(remask, mask_in, mask_out, **private)
+        results = [status, xt_img, x1_img, result_img, mean_img, std_img, metrics, download, step_slider, note]
+
+        def remask(event):  # a new mask, then nothing of the previous run stays on screen
+            return event.then(ev.make_mask, mask_in, mask_out, **private) \
+                .then(ev.clear_results, None, results, show_progress="hidden", **private)
+
+        remask(gallery.select(ev.pick_sample, [state], [state, original, brush], **private))
+        remask(upload.upload(ev.load, [upload, state], [state, original, brush], **private))
+        remask(kind.change(lambda k: gr.update(visible=k == "brush"), kind, brush, **private))
+        density.release(ev.make_mask, mask_in, mask_out, **private) \
+            .then(ev.clear_results, None, results, show_progress="hidden", **private)
+        seed.change(ev.make_mask, mask_in, mask_out, **private) \
+            .then(ev.clear_results, None, results, show_progress="hidden", **private)
         # .input fires once per finished stroke (with the layer); .change is not sent per stroke
-        brush.input(remask, mask_in, mask_out, trigger_mode="always_last", show_progress="hidden", **private)
+        brush.input(ev.make_mask, mask_in, mask_out, trigger_mode="always_last", show_progress="hidden",
+                    **private).then(ev.clear_results, None, results, show_progress="hidden", **private)
         method.change(ev.knob_visibility, method, [radius, d_state, steps, solver, samples_k], **private) \
             .then(lambda m: HELP[h.method_key(m)], method, method_help, **private)
         run_btn.click(

@@ -2,7 +2,8 @@
 
 nearest and linear: `scipy.interpolate.griddata` (linear is Delaunay, with nearest outside the
 convex hull); thin-plate spline: `scipy.interpolate.RBFInterpolator`; biharmonic:
-`skimage.restoration.inpaint_biharmonic`. Every method sees only the observed pixels.
+`skimage.restoration.inpaint_biharmonic`; linear-MMSE: the conditional mean of a Gaussian fitted
+to CIFAR-10's training images (asf_core.lmmse). Every method sees only the observed pixels.
 
 Symbols: B batch · N observed points · Q queries · H, W image size.
 """
@@ -36,7 +37,7 @@ def _thin_plate(xy: np.ndarray, rgb: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 POINT_METHODS = {"nearest": _nearest, "linear": _linear, "tps": _thin_plate}
-BASELINES = (*POINT_METHODS, "biharmonic")
+BASELINES = (*POINT_METHODS, "biharmonic", "lmmse")
 
 
 def reconstruct_points(
@@ -77,6 +78,12 @@ def reconstruct(
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     b, _, h, w = images.shape
     oh, ow = out_hw or (h, w)
+    if name == "lmmse":
+        from asf_core import lmmse
+
+        if (oh, ow) != (h, w):
+            raise ValueError("the linear-MMSE baseline works on the input grid only")
+        return lmmse.reconstruct(images.cpu(), mask.cpu(), lmmse.stats((h, w)))[0]
     if name == "biharmonic":
         if (oh, ow) != (h, w):
             raise ValueError("biharmonic inpainting works on the input grid only")

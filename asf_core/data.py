@@ -77,6 +77,8 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
         with Image.open(path) as im:
             im.seek(0)  # first frame of an animation
             im = im.convert("RGB")
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
     im = center_crop_resize(im, size)

@@ -43,10 +43,24 @@ def _summarise(per_image: dict[str, list[dict[str, np.ndarray]]]) -> dict:
     }
 
 
+def calibration(samples: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """Summed over a batch, on the missing pixels: the squared distance between two samples of the
+    same image, and the first sample's squared error from the truth. A calibrated sampler draws
+    the truth as one more sample of the posterior, so the two are equal in expectation."""
+    hidden = ~mask[:, None].expand_as(truth)
+    pair = (samples[0] - samples[1])[hidden].square().sum()
+    err = (samples[0] - truth)[hidden].square().sum()
+    return float(pair), float(err)
+
+
+def calibration_record(pair: float, err: float) -> dict:
+    return {"sample_pair_msd": pair, "sample_sq_error": err, "ratio": pair / err if err else float("nan")}
+
+
 def evaluate_model(model, images, masks, args, model_kwargs: dict) -> dict:
     gen = torch.Generator().manual_seed(args.seed)  # the same x_0 for every model
     per_image = {e: [] for e in ESTIMATES}
-    seconds, nfe = 0.0, 0
+    seconds, nfe, pair, err = 0.0, 0, 0.0, 0.0
     for xb, mb in tqdm(list(zip(images.split(args.batch_size), masks.split(args.batch_size))),
                        desc=model.arch, leave=False):
         t0 = time.perf_counter()
@@ -56,10 +70,37 @@ def evaluate_model(model, images, masks, args, model_kwargs: dict) -> dict:
         nfe = rec.nfe
         for est in ESTIMATES:
             per_image[est].append(image_metrics(getattr(rec, est), xb, mb))
-    return {**_summarise(per_image), "nfe": nfe, "seconds_per_image": seconds / len(images)}
+        if args.samples > 1:
+            p, e = calibration(rec.samples, xb, mb)
+            pair, err = pair + p, err + e
+    out = {**_summarise(per_image), "nfe": nfe, "seconds_per_image": seconds / len(images)}
+    if args.samples > 1:
+        out["calibration"] = calibration_record(pair, err)
+    return out
+
+
+def evaluate_lmmse(images, masks, args) -> dict:
+    """The linear-MMSE baseline with its exact posterior samples in the sample / mean columns."""
+    from asf_core import lmmse
+
+    s, gen = lmmse.stats(tuple(images.shape[-2:]), args.data_dir), torch.Generator().manual_seed(args.seed)
+    per_image, seconds, pair, err = {e: [] for e in ESTIMATES}, 0.0, 0.0, 0.0
+    k = max(args.samples, 2)
+    for xb, mb in zip(images.split(args.batch_size), masks.split(args.batch_size)):
+        t0 = time.perf_counter()
+        mean, draws = lmmse.reconstruct(xb, mb, s, samples=k, generator=gen)
+        seconds += time.perf_counter() - t0
+        for est, out in zip(ESTIMATES, (draws[0], draws[: args.samples].mean(0), mean)):
+            per_image[est].append(image_metrics(out, xb, mb))
+        p, e = calibration(draws, xb, mb)
+        pair, err = pair + p, err + e
+    return {**_summarise(per_image), "nfe": 0, "seconds_per_image": seconds / len(images),
+            "calibration": calibration_record(pair, err)}
 
 
 def evaluate_baseline(name: str, images, masks, args) -> dict:
+    if name == "lmmse":
+        return evaluate_lmmse(images, masks, args)
     rows, seconds = [], 0.0
     for xb, mb in zip(images.split(args.batch_size), masks.split(args.batch_size)):
         t0 = time.perf_counter()
@@ -74,21 +115,32 @@ def markdown_table(records: list[dict], protocol: dict) -> str:
     k = protocol["samples"]
     head = (f"| method | NFE | s/img | PSNR 1 / {k} / x̂1 | SSIM 1 / {k} / x̂1 "
             f"| PSNR missing 1 / {k} / x̂1 | SSIM missing 1 / {k} / x̂1 |")
-    lines = [head, "|" + " --- |" * 7]
+    head += " sample pair / error |"
+    lines = [head, "|" + " --- |" * 8]
     for r in records:
         cell = lambda m, f: " / ".join(format(r[e][m], f) for e in ESTIMATES)  # noqa: E731
-        if r["kind"] == "baseline":
+        if r["kind"] == "baseline" and "calibration" not in r:
             cell = lambda m, f: format(r["sample"][m], f)  # noqa: E731
         lines.append(
             f"| {r['name']} | {r['nfe']} | {r['seconds_per_image']:.4f} | {cell('psnr', '.2f')} | "
-            f"{cell('ssim', '.3f')} | {cell('psnr_missing', '.2f')} | {cell('ssim_missing', '.3f')} |"
+            f"{cell('ssim', '.3f')} | {cell('psnr_missing', '.2f')} | {cell('ssim_missing', '.3f')} | "
+            + (f"{r['calibration']['ratio']:.2f} |" if "calibration" in r else "– |")
         )
     caption = (f"{protocol['n']} {protocol['images']} images, {protocol['mask']} masks with "
                f"{protocol['fraction']:.0%} observed, seed {protocol['seed']}, {protocol['steps']} "
                f"{protocol['solver']} steps, K={k} samples. PSNR in dB on [0, 1]; "
                "\"1 / K / x̂1\" = one sample / mean of K samples / one-step estimate at t=0; "
-               "baselines are deterministic (one value).")
+               "baselines are deterministic (one value), except lmmse, whose samples are exact; "
+               "\"sample pair / error\": the squared distance between two samples of an image over a "
+               "sample's squared error from the truth, on the missing pixels (1 for a calibrated sampler).")
     return "\n".join(lines) + "\n\n" + caption + "\n"
+
+
+def repo_relative(path: str | Path) -> str:
+    """A checkpoint's name as committed files should record it: relative to the repository where it
+    lies inside it, else only its folder name (never a path of the machine it ran on)."""
+    path, root = Path(path).resolve(), Path(__file__).resolve().parents[1]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fraction", type=float, default=0.2, help="observed fraction")
     p.add_argument("--mask", default="random", help=", ".join(MASK_KINDS))
-    p.add_argument("--baselines", default=",".join(baselines.BASELINES), help="comma list, or none")
+    p.add_argument("--baselines", default="auto", help="comma list, none, or auto: every baseline that "
+                   "applies (lmmse only on 32×32 images)")
     p.add_argument("--model-kwargs", default="", help='extra model knobs, e.g. "radius=0.3"')
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--device", default="cpu")
@@ -121,6 +174,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.mask not in MASK_KINDS:
         raise ValueError(f"unknown mask kind {args.mask!r}; choose from {', '.join(MASK_KINDS)}")
     names = [] if args.baselines in ("", "none") else args.baselines.split(",")
+    if args.baselines == "auto":
+        names = list(baselines.BASELINES)
     for name in names:
         if name not in baselines.BASELINES:
             raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(baselines.BASELINES)}")
@@ -133,6 +188,8 @@ def run(args: argparse.Namespace) -> dict:
         images = to_float(load_image_folder(args.images, size=size, limit=args.n))
     else:
         images = to_float(load_cifar10("test", args.data_dir)[: args.n])
+    if args.baselines == "auto" and images.shape[-2:] != (32, 32):
+        names.remove("lmmse")  # its statistics are CIFAR-10's, at 32×32
     masks = make_mask(len(images), images.shape[2], images.shape[3], args.fraction, args.mask,
                       generator=torch.Generator().manual_seed(args.seed))
     protocol = {"n": len(images), "images": args.images or "CIFAR-10 test", "mask": args.mask,
@@ -142,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
     for path, model in zip(args.checkpoint, models):
         rec = evaluate_model(model, images, masks, args, model_kwargs)
         label = f"{model.arch} ({Path(path).resolve().name})"
-        records.append({"name": label, "kind": "model", "checkpoint": str(path), **rec})
+        records.append({"name": label, "kind": "model", "checkpoint": repo_relative(path), **rec})
         print(f"{label}: PSNR mean-of-{args.samples} {rec['mean']['psnr']:.2f} dB", file=sys.stderr)
     for name in names:
         records.append({"name": name, "kind": "baseline", **evaluate_baseline(name, images, masks, args)})

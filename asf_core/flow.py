@@ -75,17 +75,27 @@ def sample_t(
 def source_sample(
     kind: str, obs_xy: torch.Tensor, obs_rgb: torch.Tensor, query_xy: torch.Tensor,
     sigma: float = 1.0, generator: torch.Generator | None = None, interp: str = "knn",
+    mean: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw x_0 (B, Q, 3) for the given source kind; `interp` names the interpolant ("knn" or
-    "tps") that the informed source is centred on: the model's own (see model_interp)."""
+    """Draw x_0 (B, Q, 3) for the given source kind. The informed source is centred on `mean`, the
+    model's own estimate at the queries (its `context()["interp"]`: the spline, or the grid
+    encoder's x̂, which makes it the posterior-mean source of PMRF, Ohayon et al. 2025), or where
+    none is given on the interpolant `interp` ("knn" or "tps")."""
     b = obs_xy.shape[0]
     q = query_xy.shape[-2]
     eps = torch.randn(b, q, 3, generator=generator).to(obs_rgb.device)
     if kind == "noise":
         return sigma * eps
     if kind == "interp":
-        return interpolate_obs(interp, obs_xy, obs_rgb, query_xy) + sigma * eps
+        centre = interpolate_obs(interp, obs_xy, obs_rgb, query_xy) if mean is None else mean.detach()
+        return centre + sigma * eps
     raise ValueError(f"unknown source {kind!r}; choose from {', '.join(SOURCES)}")
+
+
+def model_context(model: torch.nn.Module, **inputs) -> dict | None:
+    """The model's per-solve context (what depends on positions and observations alone), or None."""
+    module = getattr(model, "module", model)  # a DDP wrapper
+    return module.context(**inputs) if hasattr(module, "context") else None
 
 
 def gaussian_velocity(
@@ -117,7 +127,17 @@ def flow_matching_loss(
         x_1: (B, Q, 3) data values at the query coordinates query_xy (B, Q, 2).
     """
     b = x_1.shape[0]
-    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model))
+    ctx = model_context(model, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
+    mean = None if ctx is None else ctx.get("interp")
+    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model), mean)
     t = sample_t(b, t_sampler, generator, t_zero_prob).to(x_1.device)
-    v = model(x_t=interpolate(x_0, x_1, t), t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
+    extra = model_kwargs if ctx is None else {"context": ctx}
+    v = model(x_t=interpolate(x_0, x_1, t), t=t, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **extra)
     return F.mse_loss(v.float(), target_velocity(x_0, x_1).float())
+
+
+def mean_loss(encoder: torch.nn.Module, *, x_1: torch.Tensor, query_xy: torch.Tensor, obs_xy: torch.Tensor,
+              obs_rgb: torch.Tensor, **_) -> torch.Tensor:
+    """Mean squared error of the grid encoder's x̂ at the queries: the posterior-mean regression
+    that `--objective mean` trains the encoder on alone (it never sees x_t or t)."""
+    return F.mse_loss(encoder(obs_xy, obs_rgb).mean_at(query_xy).float(), x_1.float())

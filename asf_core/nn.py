@@ -225,11 +225,31 @@ def make_neighbor_encoder(cfg) -> NeighborEncoder | None:
     return NeighborEncoder(cfg.neighbor_k, cfg.d_model, cfg.neighbor_hidden) if cfg.neighbor_k > 0 else None
 
 
+def make_grid_reader(cfg, fourier_dim: int) -> tuple[nn.Module | None, nn.Module | None, nn.Module | None]:
+    """The config's grid observation encoder (`encoder` fields, empty: none) and the two maps from
+    its features into the model width: the read-out at a query (features + cell offset) and the
+    feature tokens at cell centres (Fourier features + features)."""
+    if not cfg.encoder:
+        return None, None, None
+    from asf_core.models.encoder import GridEncoder, GridEncoderConfig  # models import nn: no cycle at load
+
+    enc = GridEncoder(GridEncoderConfig(**cfg.encoder))
+    c = enc.config.out_dim
+    return enc, nn.Linear(c + 2, cfg.d_model), nn.Linear(fourier_dim + c, cfg.d_model)
+
+
 def point_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
     """The part of every model's `context()` that depends on positions and observations alone:
     the interpolation, the neighbour encoding, observation tokens and query Fourier features.
     `model` has `config.interp`, `uses_interp`, `neighbor_enc`, `obs_in` and `fourier`; each model
-    adds its own terms (type embeddings, neighbour lists) to the result."""
+    adds its own terms (type embeddings, neighbour lists) to the result.
+
+    With a grid encoder (`model.obs_encoder`) the tokens the mixer reads are the encoder's feature
+    cells (average-pooled by `config.token_pool`) at their centres, `interp` is the encoder's x̂ and
+    the query's own feature is the encoder's read-out there. `obs_xy` / `obs_values` in the result
+    are the tokens' positions and values (the observations, or the cells and x̂ there)."""
+    if model.obs_encoder is not None:
+        return grid_context(model, query_xy, obs_xy, obs_rgb)
     # before the reshape below: the memo in interpolate_obs matches the caller's tensor
     interp = interpolate_obs(model.config.interp, obs_xy, obs_rgb, query_xy) if model.uses_interp else None
     if query_xy.dim() == 2:
@@ -237,7 +257,21 @@ def point_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor
     nb_feat = None if model.neighbor_enc is None else model.neighbor_enc(query_xy, obs_xy, obs_rgb, interp)
     obs = model.obs_in(torch.cat([model.fourier(obs_xy), obs_rgb], -1))  # (B, N, D)
     return {"interp": interp, "neighbor_feat": nb_feat, "obs": obs, "query_xy": query_xy,
-            "query_fourier": model.fourier(query_xy)}
+            "query_fourier": model.fourier(query_xy), "obs_xy": obs_xy, "obs_values": obs_rgb}
+
+
+def grid_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
+    """point_context for a model with a grid encoder."""
+    if query_xy.dim() == 2:
+        query_xy = query_xy[None]
+    grid = model.obs_encoder(obs_xy, obs_rgb)
+    cell_xy, cell_feat = grid.tokens(model.config.token_pool)  # (B, M, 2), (B, M, C)
+    pool = model.config.token_pool
+    cell_mean = F.avg_pool2d(grid.mean, pool) if pool > 1 else grid.mean
+    tokens = model.cell_in(torch.cat([model.fourier(cell_xy), cell_feat], -1))  # (B, M, D)
+    return {"interp": grid.mean_at(query_xy), "neighbor_feat": model.grid_in(grid.read(query_xy)), "obs": tokens,
+            "query_xy": query_xy, "query_fourier": model.fourier(query_xy), "obs_xy": cell_xy,
+            "obs_values": cell_mean.flatten(2).transpose(1, 2), "grid": grid}
 
 
 class PriorVelocity(nn.Module):

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from asf_core.fields import observations, pixel_coords, values_to_image
-from asf_core.flow import model_interp, source_sample
+from asf_core.flow import model_context, model_interp, source_sample
 from asf_core.sampling import check_steps, sample, time_grid
 
 
@@ -64,11 +64,12 @@ def reconstruct(
     obs_xy, obs_rgb = observations(images.to(device), mask.to(device))  # (B, N, 2), (B, N, 3)
     obs_xy, obs_rgb = obs_xy.repeat(samples, 1, 1), obs_rgb.repeat(samples, 1, 1)  # (K·B, N, ·)
     query_xy = pixel_coords(oh, ow, device)  # (Q, 2)
-    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model))  # (K·B, Q, 3)
-
-    if hasattr(model, "context"):  # what does not change along the path, computed once per solve
-        model_kwargs = {"context": model.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
-                                                 **model_kwargs), **model_kwargs}
+    # what does not change along the path, computed once per solve
+    ctx = model_context(model, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
+    mean = None if ctx is None else ctx.get("interp")
+    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model), mean)  # (K·B, Q, 3)
+    if ctx is not None:
+        model_kwargs = {"context": ctx, **model_kwargs}
 
     def v_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tb = t.float().expand(x.shape[0])

@@ -36,13 +36,16 @@ from tqdm import tqdm
 from asf_core.checkpoint import CheckpointError, load_model, load_state, save_pretrained, save_state, weight_mismatch
 from asf_core.data import DataError, load_images, to_float
 from asf_core.fields import check_fraction, image_to_values, make_mask, observations, pixel_coords
-from asf_core.flow import SOURCES, T_SAMPLERS, flow_matching_loss
+from asf_core.flow import SOURCES, T_SAMPLERS, flow_matching_loss, mean_loss
 from asf_core.metrics import image_metrics
 from asf_core.models import MODELS, build_model, make_config
+from asf_core.models.encoder import GridEncoder
 from asf_core.reconstruct import reconstruct
 
 
-ADDABLE_MODULES = ("neighbor_enc.",)  # may be missing from --init-from weights (zero-initialised)
+ADDABLE_MODULES = ("neighbor_enc.",)
+OBJECTIVES = ("flow", "mean")
+ENCODER = "obs_encoder."  # the grid encoder's weights, shared between checkpoints  # may be missing from --init-from weights (zero-initialised)
 
 
 @dataclass
@@ -77,6 +80,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     resume: bool = False
     init_from: str = ""  # start from these weights (a run or pretrained folder), e.g. to fine-tune
+    # "flow": the flow-matching loss; "mean": the grid encoder's x̂ alone, regressed on the data (the
+    # encoder never sees x_t or t, so it can be trained once and shared by every architecture)
+    objective: str = "flow"
+    encoder_from: str = ""  # start the grid encoder (obs_encoder.*) from this checkpoint's
+    freeze_encoder: bool = False  # keep the grid encoder fixed: only the mixer trains
 
 
 def model_overrides(cfg: TrainConfig) -> dict:
@@ -101,6 +109,17 @@ def parse_overrides(text: str) -> dict:
     return out
 
 
+def load_encoder(model: torch.nn.Module, path: str) -> None:
+    """Copy the grid encoder's weights from a checkpoint (its `obs_encoder.*`) into `model`'s."""
+    if not isinstance(getattr(model, "obs_encoder", None), GridEncoder):
+        raise ValueError("--encoder-from needs a model with a grid encoder (a preset with `encoder`)")
+    weights = {k[len(ENCODER):]: v for k, v in load_model(path).state_dict().items() if k.startswith(ENCODER)}
+    detail = weight_mismatch(model.obs_encoder.state_dict(), weights)
+    if detail:
+        raise CheckpointError(f"--encoder-from {path}: its encoder does not match this model's ({detail})")
+    model.obs_encoder.load_state_dict(weights)
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Fail early, with one line, on arguments that cannot work."""
     if cfg.arch not in MODELS:
@@ -110,6 +129,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown source {cfg.source!r}; choose from {', '.join(SOURCES)}")
     if cfg.t_sampler not in T_SAMPLERS:
         raise ValueError(f"unknown t sampler {cfg.t_sampler!r}; choose from {', '.join(T_SAMPLERS)}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {cfg.objective!r}; choose from {', '.join(OBJECTIVES)}")
     if not 0.0 <= cfg.t_zero_prob < 1.0:
         raise ValueError(f"--t-zero-prob must be in [0, 1), got {cfg.t_zero_prob}")
     for name in ("max_steps", "batch_size", "n_queries", "ckpt_every", "val_every", "log_every", "val_steps"):
@@ -147,7 +168,8 @@ def make_batch(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, dev
     mask = make_mask(b, h, w, cfg.obs_fraction, generator=gen)
     obs_xy, obs_rgb = observations(x, mask)
     q = min(cfg.n_queries, h * w)
-    q_idx = torch.rand(b, h * w, generator=gen).argsort(dim=1)[:, :q]  # (B, Q)
+    # sorted: a full set of queries comes in row-major order, the grid a U-Net needs
+    q_idx = torch.rand(b, h * w, generator=gen).argsort(dim=1)[:, :q].sort(dim=1).values  # (B, Q)
     query_xy = pixel_coords(h, w)[q_idx]  # (B, Q, 2)
     x_1 = image_to_values(x).gather(1, q_idx[..., None].expand(-1, -1, 3))  # (B, Q, 3)
     batch = dict(x_1=x_1, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb)
@@ -159,8 +181,11 @@ def train_step(net, model, batch: dict, opt, cfg: TrainConfig, gen: torch.Genera
     """One optimiser step of the flow-matching loss (`net` may be model's DDP or compiled
     wrapper; gradients are clipped on `model`). Returns the loss and the gradient norm."""
     with autocast or nullcontext():
-        loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma, t_sampler=cfg.t_sampler,
-                                  t_zero_prob=cfg.t_zero_prob, generator=gen, **extra)
+        if cfg.objective == "mean":
+            loss = mean_loss(model.obs_encoder, **batch)
+        else:
+            loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma, t_sampler=cfg.t_sampler,
+                                      t_zero_prob=cfg.t_zero_prob, generator=gen, **extra)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -200,8 +225,16 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     model = build_model(cfg.arch, cfg.preset, **model_overrides(cfg)).to(device)
     ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
     ema.eval()  # the EMA copy is only evaluated and saved, never trained: no dropout in validation
+    if cfg.objective == "mean" and not isinstance(getattr(model, "obs_encoder", None), GridEncoder):
+        raise ValueError(f"--objective mean trains a grid encoder; {cfg.arch} --preset {cfg.preset} has none")
+    if cfg.encoder_from:
+        load_encoder(model, cfg.encoder_from)
+    if cfg.freeze_encoder:
+        model.obs_encoder.requires_grad_(False)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():  # no weight decay on norms, biases, SSM A_log / D
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue  # no weight decay on norms, biases, SSM A_log / D
         (no_decay if p.dim() < 2 or getattr(p, "_no_weight_decay", False) else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],

@@ -4,6 +4,7 @@ run with its final outputs, Stop, scrubbing, locality clicks and knob visibility
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 import pytest
 
 gr = pytest.importorskip("gradio")
@@ -91,7 +92,7 @@ def test_errors_become_gr_error(ev, state):
         list(ev.sweep(state, 0, [], 0.3, None))
     with pytest.raises(gr.Error, match="Run a model first"):
         ev.locality({**state, "run": None}, gr.SelectData(None, {"index": [0, 0], "value": None}))
-    with pytest.raises(gr.Error, match="not a readable image"):
+    with pytest.raises(gr.Error, match="is not an image"):
         ev.load(b"not an image", state)
 
 
@@ -103,5 +104,53 @@ def test_ui_builds_without_checkpoints(tmp_path):
 
 
 def test_api_function(ev):
-    image, info = ev.api_reconstruct(np.zeros((40, 40, 3), np.uint8) + 90, "tps", 20, 1, 5, "euler")
-    assert image.shape == (32, 32, 3) and info["observed"] == 205  # 20 is read as 20%
+    path, info = ev.api_reconstruct(np.zeros((40, 40, 3), np.uint8) + 90, "tps", 20, 1, 5, "euler")
+    assert np.asarray(Image.open(path)).shape == (32, 32, 3) and info["observed"] == 205  # 20 is read as 20%
+    again, _ = ev.api_reconstruct(np.zeros((40, 40, 3), np.uint8) + 90, "tps", 20, 1, 5, "euler")
+    assert again != path  # a new file per call: identical concurrent requests never share one
+
+
+@pytest.mark.parametrize("args, message", [
+    ((None, 0, 5), "density must be a number"), ((0.2, None, 5), "seed must be a whole number"),
+    ((0.2, 0, None), "steps must be a whole number"), ((0.2, 1e30, 5), "seed must be a whole number"),
+    ((0.2, 0, 1000), "steps must be"), ((0, 0, 5), "density must be above 0"), ((float("nan"), 0, 5), "density"),
+])
+def test_api_numbers_get_a_sentence(ev, args, message):
+    with pytest.raises(gr.Error, match=message):
+        ev.api_reconstruct(np.zeros((40, 40, 3), np.uint8), "tps", *args, "euler")
+
+
+def test_unreadable_and_bomb_images_get_a_sentence(ev, state, tmp_path):
+    empty, text = tmp_path / "empty.png", tmp_path / "notes.png"
+    empty.write_bytes(b"")
+    text.write_text("hello")
+    for path in (empty, text):
+        with pytest.raises(gr.Error, match="is not an image"):
+            ev.load(str(path), state)
+    bomb = tmp_path / "bomb.png"  # a valid PNG header claiming 100000×100000 pixels
+    import struct, zlib
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    with pytest.raises(gr.Error, match="downscale"):
+        ev.load(str(bomb), state)
+
+
+def test_baseline_run_ends_with_a_slider_gradio_accepts(ev, state):
+    *_, last = ev.run(state, "Thin-plate spline", 20, "euler", 0, 1, 0.3, None, 32, None)
+    status, slider = last[0], last[9]
+    assert status.startswith("Done") and slider["visible"] is False
+    gr.Slider(minimum=slider["minimum"], maximum=slider["maximum"], value=slider["value"])  # raised before
+
+
+def test_heavy_requests_are_capped():
+    from app.handlers import WORK_LIMIT, cap_work
+
+    assert cap_work(20, "heun", 8, 64) == (20, 8, "")
+    steps, k, note = cap_work(100, "rk4", 8, 128)
+    assert steps * k * 4 * 128 * 128 <= WORK_LIMIT and note.startswith("**Capped**")
+
+
+def test_a_new_image_clears_the_last_result(ev):
+    out = ev.clear_results()
+    assert out[0].startswith("New input") and out[3] is None and out[6] is None

@@ -77,7 +77,7 @@ def test_bad_images(rec, tmp_path):
     Image.new("L", (8000, 8000)).save(tmp_path / "huge.png")
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     cases = {
-        tmp_path / "notes.txt": "not a readable image", tmp_path / "corrupt.png": "truncated or corrupt",
+        tmp_path / "notes.txt": "is not an image", tmp_path / "corrupt.png": "truncated or corrupt",
         tmp_path / "huge.png": "8000×8000", tmp_path / "dot.png": "1×1",
         tmp_path / "absent.png": "no such file",
     }

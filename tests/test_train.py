@@ -66,7 +66,7 @@ def run_cli(*args, env=None):
 @pytest.mark.parametrize("argv,message", [
     (["--obs-fraction", "1.5"], "observed fraction must be in (0, 1]"),
     (["--obs-fraction", "0"], "observed fraction must be in (0, 1]"),
-    (["--arch", "unet"], "unknown architecture 'unet'"),
+    (["--arch", "transformer"], "unknown architecture 'transformer'"),
     (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "data dir /no/such/dir does not exist"),
     (["--max-steps", "0"], "--max-steps must be >= 1"),
     (["--source", "gan"], "unknown source 'gan'"),

@@ -11,13 +11,14 @@ from dataclasses import asdict, fields
 
 from torch import nn
 
-from asf_core.models import local_implicit, mamba, perceiver_io
+from asf_core.models import local_implicit, mamba, perceiver_io, unet
 
 # name -> (model class, config class, presets)
 MODELS = {
     "perceiver_io": (perceiver_io.PerceiverIO, perceiver_io.PerceiverIOConfig, perceiver_io.PRESETS),
     "local_implicit": (local_implicit.LocalImplicit, local_implicit.LocalImplicitConfig, local_implicit.PRESETS),
     "mamba": (mamba.MambaField, mamba.MambaConfig, mamba.PRESETS),
+    "unet": (unet.UNetField, unet.UNetConfig, unet.PRESETS),
 }
 
 

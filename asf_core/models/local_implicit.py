@@ -28,14 +28,15 @@ H heads · Dh head width · r radius. Flow convention (asf_core.flow): x_t = (1 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from einops import rearrange
 from torch import nn
 
+from asf_core.models import encoder
 from asf_core.nn import (
-    MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate, point_context,
+    MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
 )
 from asf_core.ops.neighbors import (
     local_attention,
@@ -72,6 +73,8 @@ class LocalImplicitConfig:
     prior_sigma: float = 0.3
     neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
     neighbor_hidden: int = 128
+    encoder: dict = field(default_factory=dict)  # GridEncoderConfig fields: the grid observation encoder; empty: none
+    token_pool: int = 2  # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
     bias_hidden: int = 32  # width of the relative-position bias MLP
     attention_impl: str = "sparse"  # "sparse" (neighbour lists) | "dense_ref" (full Q×S, quadratic)
 
@@ -79,9 +82,14 @@ class LocalImplicitConfig:
 PRESETS = {
     "paper": dict(prior="gaussian"),  # 18.3M parameters
     # 2.0M with the neighbour encoder; d_model 160 rather than 192 because on 2 CPU cores the step time matters most
-    "small": dict(prior="gaussian", interp="tps", d_model=160, num_layers=4, num_heads=5, num_fourier_feats=128, mlp_ratio=3.0,
+    # the grid observation encoder (asf_core.models.encoder) with a local-attention mixer
+    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=128, num_layers=3, num_heads=4, num_fourier_feats=64,
+                  mlp_ratio=2.0, dropout=0.0, max_neighbors=32, bias_hidden=16),
+    "small_point": dict(prior="gaussian", interp="tps", d_model=160, num_layers=4, num_heads=5, num_fourier_feats=128, mlp_ratio=3.0,
                   dropout=0.0, max_neighbors=48, bias_hidden=16, neighbor_k=16),
     "tiny": dict(d_model=32, num_layers=2, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0,
+                 dropout=0.0, max_neighbors=16, bias_hidden=8),
+    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_layers=2, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0,
                  dropout=0.0, max_neighbors=16, bias_hidden=8),
 }
 
@@ -174,12 +182,13 @@ class LocalImplicit(nn.Module):
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
         self.radius_embed = TimeEmbedding(d)  # the same sinusoidal map, of the radius scaled to [0, 1]
-        self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
+        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)  # the grid encoder has its own
         self.obs_norm = nn.LayerNorm(d)
         self.obs_mlp = MLP(d, 2 * d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.prior = make_prior(cfg)
         self.neighbor_enc = make_neighbor_encoder(cfg)
+        self.obs_encoder, self.grid_in, self.cell_in = make_grid_reader(cfg, self.fourier.out_dim)
         self.uses_interp = cfg.interp_feature or self.prior is not None or self.neighbor_enc is not None
         # one small MLP of the geometry gives every layer's per-head bias: run once, not per layer
         self.geom_bias = nn.Sequential(nn.Linear(N_GEOM, cfg.bias_hidden), nn.GELU(),
@@ -241,7 +250,7 @@ class LocalImplicit(nn.Module):
         cfg = self.config
         b = obs_xy.shape[0]
         ctx = point_context(self, query_xy, obs_xy, obs_rgb)
-        query_xy, obs = ctx["query_xy"], ctx["obs"]
+        query_xy, obs, obs_xy = ctx["query_xy"], ctx["obs"], ctx["obs_xy"]  # tokens: observations or cells
         r = self._radius(radius, b, obs_xy.device)
         u = (r - cfg.radius_min) / ((cfg.radius_max - cfg.radius_min) or 1.0)  # the radius in [0, 1]
         obs = obs + self.obs_mlp(self.obs_norm(obs))
@@ -255,7 +264,7 @@ class LocalImplicit(nn.Module):
             biases = rearrange(bias, "m (l h) -> l m h", l=cfg.num_layers).unbind(0)
         else:
             biases = rearrange(bias, "b q k (l h) -> l b h q k", l=cfg.num_layers).unbind(0)
-        return {**ctx, "obs_xy": obs_xy, "radius": r, "radius_embed": self.radius_embed(u), "obs": obs,
+        return {**ctx, "radius": r, "radius_embed": self.radius_embed(u), "obs": obs,
                 "neighbors": nb, "biases": biases}
 
     def forward(
@@ -303,4 +312,4 @@ class LocalImplicit(nn.Module):
             gather = lists["idx"][:, None].expand(-1, cfg.num_heads, -1, -1)
             weights = [w.gather(-1, gather) * lists["valid"][:, None] for w in weights]
         return v, {"neighbors": lists["idx"], "valid": lists["valid"], "weights": weights,
-                   "radius": r, "n_obs": ctx["obs_xy"].shape[1]}
+                   "radius": r, "n_obs": ctx["obs_xy"].shape[1], "token_xy": ctx["obs_xy"]}

@@ -27,15 +27,16 @@ Flow convention (asf_core.flow): x_t = (1 - t)·x_0 + t·x_1, t=0 source, t=1 da
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
+from asf_core.models import encoder
 from asf_core.nn import (
-    Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, modulate, point_context,
+    Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
 )
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
 from asf_core.ops.selective_scan import selective_scan
@@ -156,6 +157,8 @@ class MambaConfig:
     prior_sigma: float = 0.3
     neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
     neighbor_hidden: int = 128
+    encoder: dict = field(default_factory=dict)  # GridEncoderConfig fields: the grid observation encoder; empty: none
+    token_pool: int = 2  # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
 
     def __post_init__(self):
         lo, hi = D_STATE_RANGE
@@ -172,9 +175,14 @@ class MambaConfig:
 PRESETS = {
     "paper": dict(prior="gaussian", interp="tps", d_model=512, num_layers=6, d_state=16, expand=2, dropout=0.1, share_directions=True,
                   mlp_ratio=2.0, decoder="window"),  # ~19.7M parameters (separate directions: ~31M)
-    "small": dict(prior="gaussian", interp="tps", d_model=64, num_layers=2, d_state=8, expand=2, num_heads=4, num_fourier_feats=64,
+    # the grid observation encoder (asf_core.models.encoder) with a selective-scan mixer
+    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=96, num_layers=3, d_state=16, expand=2, num_heads=4,
+                  num_fourier_feats=64, mlp_ratio=2.0, decoder="window"),
+    "small_point": dict(prior="gaussian", interp="tps", d_model=64, num_layers=2, d_state=8, expand=2, num_heads=4, num_fourier_feats=64,
                   mlp_ratio=2.0, decoder="window"),  # ~0.23M, sized for 2 CPU cores: the scans are ~half of a step
     "tiny": dict(d_model=32, num_layers=2, d_state=8, expand=2, num_heads=2, num_fourier_feats=16,
+                 mlp_ratio=2.0),
+    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_layers=2, d_state=8, expand=2, num_heads=2, num_fourier_feats=16,
                  mlp_ratio=2.0),
 }
 
@@ -225,10 +233,11 @@ class MambaField(nn.Module):
         d = cfg.d_model
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
-        self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
+        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)  # the grid encoder has its own
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.prior = make_prior(cfg)
         self.neighbor_enc = make_neighbor_encoder(cfg)
+        self.obs_encoder, self.grid_in, self.cell_in = make_grid_reader(cfg, self.fourier.out_dim)
         self.uses_interp = cfg.interp_feature or self.prior is not None or self.neighbor_enc is not None
         # a learned type vector on top of the separate input maps: the SSM mixes both kinds in one
         # stream, so each token carries its kind in the residual explicitly
@@ -292,9 +301,10 @@ class MambaField(nn.Module):
         Returns:
             v (B, Q, 3), or (v, maps) when asked.
         """
-        b, n = x_t.shape[0], obs_xy.shape[1]
+        b = x_t.shape[0]
         ctx = context or self.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb)
         interp, obs = ctx["interp"], ctx["obs"]
+        obs_xy, obs_rgb, n = ctx["obs_xy"], ctx["obs_values"], obs.shape[1]  # tokens: observations or cells
         if query_xy.dim() == 2:
             query_xy = query_xy.expand(b, -1, -1)
         c = self.time_embed(t)  # (B, D)
@@ -333,5 +343,6 @@ class MambaField(nn.Module):
         if self.prior is not None:
             v = v + self.prior(x_t, t, interp).to(v.dtype)
         if return_attention:
-            return v, {"cross_attention": w, "scan_order": orders[0] if orders else None, "n_obs": n}
+            return v, {"cross_attention": w, "scan_order": orders[0] if orders else None, "n_obs": n,
+                       "token_xy": obs_xy}
         return v

@@ -12,13 +12,14 @@ Flow convention (asf_core.flow): x_t = (1 - t)·x_0 + t·x_1, t=0 source, t=1 da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from einops import repeat
 from torch import nn
 
-from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_neighbor_encoder, make_prior, point_context
+from asf_core.models import encoder
+from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, point_context
 
 
 @dataclass
@@ -40,14 +41,20 @@ class PerceiverIOConfig:
     prior_sigma: float = 0.3
     neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
     neighbor_hidden: int = 128
+    encoder: dict = field(default_factory=dict)  # GridEncoderConfig fields: the grid observation encoder; empty: none
+    token_pool: int = 2  # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
 
 
 PRESETS = {
     "paper": dict(prior="gaussian", interp="tps", num_layers=2),  # ~19M parameters, the 512-latent bottleneck of the ASF description
     # 3.0M; the neighbour encoder is what takes it above thin-plate spline (docs/training_curves.md)
-    "small": dict(prior="gaussian", interp="tps", d_model=160, num_latents=128, num_layers=4, num_heads=5, num_fourier_feats=128,
+    # the grid observation encoder (asf_core.models.encoder) with a Perceiver IO mixer
+    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=128, num_latents=96, num_layers=3, num_heads=4,
+                  num_fourier_feats=64),
+    "small_point": dict(prior="gaussian", interp="tps", d_model=160, num_latents=128, num_layers=4, num_heads=5, num_fourier_feats=128,
                   neighbor_k=16),
     "tiny": dict(d_model=32, num_latents=16, num_layers=1, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0),
+    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_latents=16, num_layers=1, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0),
 }
 
 
@@ -58,10 +65,11 @@ class PerceiverIO(nn.Module):
         d = cfg.d_model
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
-        self.obs_in = nn.Linear(self.fourier.out_dim + 3, d)
+        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)  # the grid encoder has its own
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.prior = make_prior(cfg)
         self.neighbor_enc = make_neighbor_encoder(cfg)
+        self.obs_encoder, self.grid_in, self.cell_in = make_grid_reader(cfg, self.fourier.out_dim)
         self.uses_interp = cfg.interp_feature or self.prior is not None or self.neighbor_enc is not None
         self.latents = nn.Parameter(torch.randn(cfg.num_latents, d) * 0.02)
         kw = dict(heads=cfg.num_heads, cond_dim=d, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout)
@@ -86,7 +94,8 @@ class PerceiverIO(nn.Module):
             x_t: (B, Q, 3) noisy query values. t: (B,) in [0, 1].
             query_xy: (B, Q, 2) or (Q, 2) in [-1, 1]. obs_xy: (B, N, 2). obs_rgb: (B, N, 3) in [-1, 1].
             return_attention: also return {"encoder": (B, H, M, N+Q), "processor": [(B, H, M, M)],
-                "decoder": (B, H, Q, M), "n_obs": N}.
+                "decoder": (B, H, Q, M), "n_obs": N, "token_xy": (B, N, 2)}: N tokens
+                (observations, or the grid encoder's cells) before the Q queries.
             context: `self.context(...)` of these same positions and observations, to skip recomputing it.
         Returns:
             v (B, Q, 3), or (v, attention) when asked.
@@ -114,5 +123,6 @@ class PerceiverIO(nn.Module):
         if self.prior is not None:
             v = v + self.prior(x_t, t, interp).to(v.dtype)
         if return_attention:
-            return v, {"encoder": w_enc, "processor": w_proc, "decoder": w_dec, "n_obs": obs.shape[1]}
+            return v, {"encoder": w_enc, "processor": w_proc, "decoder": w_dec, "n_obs": obs.shape[1],
+                       "token_xy": ctx["obs_xy"]}
         return v

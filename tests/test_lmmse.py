@@ -1,0 +1,46 @@
+"""The linear-MMSE baseline against the Gaussian it assumes: exact conditional mean, calibrated samples."""
+
+import torch
+
+from asf_core import lmmse
+from asf_core.evaluate import calibration
+from asf_core.fields import make_mask
+
+
+def gaussian_images(n, size=4, seed=0):
+    """uint8-free float images drawn from a known correlated Gaussian, and its statistics."""
+    g = torch.Generator().manual_seed(seed)
+    d = 3 * size * size
+    a = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+    cov = 0.02 * (a @ a.T) + 0.01 * torch.eye(d, dtype=torch.float64)
+    mean = torch.zeros(d, dtype=torch.float64)
+    x = torch.distributions.MultivariateNormal(mean, cov).sample((n,)).float().view(n, 3, size, size)
+    return x, lmmse.GaussianStats(mean, cov, (size, size))
+
+
+def test_conditional_mean_is_the_gaussian_one():
+    x, s = gaussian_images(3)
+    mask = make_mask(3, 4, 4, 0.5, generator=torch.Generator().manual_seed(1))
+    mean, _ = lmmse.reconstruct(x, mask, s)
+    for i in range(3):
+        seen = mask[i].flatten().repeat(3)
+        o, m = seen.nonzero()[:, 0], (~seen).nonzero()[:, 0]
+        s_oo = s.cov[o][:, o] + lmmse.JITTER * torch.eye(len(o), dtype=torch.float64)
+        ref = s.cov[m][:, o] @ torch.linalg.solve(s_oo, x[i].flatten()[o].double())
+        assert torch.allclose(mean[i].flatten()[m].double(), ref.clamp(-1, 1), atol=1e-5)
+        assert torch.equal(mean[i].flatten()[o], x[i].flatten()[o].clamp(-1, 1))
+
+
+def test_samples_are_calibrated():
+    x, s = gaussian_images(400, seed=2)
+    mask = make_mask(400, 4, 4, 0.25, generator=torch.Generator().manual_seed(3))
+    _, draws = lmmse.reconstruct(x, mask, s, samples=2, generator=torch.Generator().manual_seed(4))
+    pair, err = calibration(draws, x.clamp(-1, 1), mask)
+    assert 0.85 < pair / err < 1.15
+
+
+def test_fit_stats_of_flipped_images():
+    images = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8)
+    s = lmmse.fit_stats(images)
+    assert s.mean.shape == (48,) and s.cov.shape == (48, 48)
+    assert torch.allclose(s.cov, s.cov.T)
