@@ -329,7 +329,12 @@ class Handlers:
         yield self._final(result, method, frames, chart, slider, state, capped)
 
     def request_stop(self, request: gr.Request):
-        _STOP.setdefault(getattr(request, "session_hash", None) or "default", threading.Event()).set()
+        """Stop this tab's run after its current step; with no run in flight, change nothing (a
+        "Stopping…" line left behind a finished run would never be replaced)."""
+        event = _STOP.get(getattr(request, "session_hash", None) or "default")
+        if event is None:
+            return gr.skip()
+        event.set()
         return "Stopping after this step…"
 
     def scrub(self, state: dict | None, index):

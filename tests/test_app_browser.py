@@ -96,3 +96,36 @@ def test_reconstruct_in_browser(url):
             page.screenshot(path=str(artifacts / "app_learn.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_first_visit_every_method_stop_and_new_sample(url):
+    """What a first-time visitor does: Run each method at the page's default settings (baselines
+    included), Stop before the first frame, then pick another sample: nothing old stays on screen."""
+    url, _ = url
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1500})
+            page.goto(url, timeout=60_000)
+            status, metrics = page.locator("#status"), page.locator("#metrics")
+            page.locator("#method").get_by_text("Thin-plate spline", exact=True).wait_for(timeout=30_000)
+            labels = [t.strip() for t in page.locator("#method label").all_inner_texts() if t.strip()]
+            if not labels:  # Gradio 6 renders a Radio's choices as inputs with their label text beside
+                labels = [t.strip() for t in page.locator("#method").inner_text().split("\n")[1:] if t.strip()]
+            assert "Thin-plate spline" in labels and len(labels) >= 4
+            for label in labels:
+                page.locator("#method").get_by_text(label, exact=True).click()
+                page.wait_for_timeout(300)
+                page.locator("#run").click()
+                status.get_by_text(re.compile(r"^Done: " + re.escape(label))).wait_for(timeout=120_000)
+                assert "psnr" in metrics.inner_text(), label
+            page.locator("#method").get_by_text("Thin-plate spline", exact=True).click()
+            page.locator("#run").click()
+            page.get_by_role("button", name="Stop").click()  # before (or with) its only result
+            status.get_by_text(re.compile("^(Done|Stopped)")).wait_for(timeout=60_000)
+            page.locator("#samples img").nth(3).click()  # another image: the last result goes
+            status.get_by_text("New input").wait_for(timeout=30_000)
+            assert "psnr" not in metrics.inner_text()
+            assert page.locator("#result img").count() == 0
+        finally:
+            browser.close()

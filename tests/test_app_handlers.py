@@ -72,6 +72,7 @@ def test_run_scrub_and_locality(ev, state):
 
 
 def test_stop(ev, state):
+    assert ev.request_stop(None) == gr.skip()  # nothing running: the status line is left alone
     run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 0.3, 16, 32, None)
     next(run)  # "Running…"
     next(run)  # the first frame
