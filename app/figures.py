@@ -4,6 +4,8 @@
     locality_figure(share, pixel)   a share map on the pixel grid, the clicked pixel, the radius circle
     scan_path_figure(path, is_obs)  MAMBA's first-layer scan order drawn as a path over the grid
     sweep_figure(points, labels)    Compare tab: PSNR against steps per model and solver, baselines flat
+    spectrum_figure(curves)         radially averaged power spectra: the mean is blurrier than a sample
+    std_figure(std)                 the per-pixel std of K samples, with its colour bar
 
 Maps are drawn in image orientation (row 0 at the top), one cell per model pixel.
 """
@@ -88,7 +90,7 @@ def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int
     order = np.arange(len(path))
     fig = go.Figure(go.Scatter(x=path[:, 1], y=path[:, 0], mode="lines", hoverinfo="skip", name="path",
                                line=dict(color="rgba(90,90,90,0.5)", width=1)))
-    for obs, name, size in ((False, "query", 4), (True, "observed", 7)):
+    for obs, name, size in ((False, "query tokens (pixels)", 4), (True, "observation tokens", 7)):
         sel = is_obs == obs
         fig.add_trace(go.Scatter(
             x=path[sel, 1], y=path[sel, 0], mode="markers", name=name,
@@ -97,7 +99,7 @@ def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int
                         colorbar=dict(title="scan position", thickness=12) if obs else None),
             customdata=order[sel], hovertemplate="position %{customdata}: row %{y}, col %{x}<extra></extra>"))
     if pixel is not None:
-        fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", name="query",
+        fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", name="clicked pixel",
                                  marker=dict(symbol="x", size=11, color="red")))
     fig.update_layout(title="MAMBA scan order (first layer)", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
     _grid_axes(fig, h, w)
@@ -138,4 +140,35 @@ def sweep_figure(points: list, labels: dict[str, str], title: str = "PSNR agains
     fig.update_layout(title=title, legend=dict(orientation="h", y=-0.25), **{**_LAYOUT, "height": 380})
     fig.update_xaxes(type="log", title_text="steps (log scale)", tickvals=sorted(set(steps)))
     fig.update_yaxes(title_text="PSNR (dB)")
+    return fig
+
+
+def spectrum_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], detail: dict[str, float] | None = None,
+                    title: str = "Why PSNR favours the mean: detail by scale") -> go.Figure:
+    """Radially averaged power spectra (app.scores.radial_power), one line per image, log power.
+    `detail` adds each image's fine-scale power as a share of the original's to its legend name."""
+    if not curves:
+        return empty_figure("run a model to compare the detail of a sample and of the mean")
+    fig = go.Figure()
+    for i, (name, (f, p)) in enumerate(curves.items()):
+        share = (detail or {}).get(name)
+        label = name if share is None else f"{name} (fine detail {share:.0%})"
+        fig.add_trace(go.Scatter(x=f, y=p, mode="lines+markers", name=label,
+                                 line=dict(color=_COLOURS[i % len(_COLOURS)], width=3 if i == 0 else 2),
+                                 hovertemplate=f"{name}: %{{x:.3f}} cycles/px: %{{y:.2e}}<extra></extra>"))
+    fig.add_vrect(x0=0.25, x1=0.5, fillcolor="grey", opacity=0.08, line_width=0)
+    fig.update_layout(title=title, legend=dict(orientation="h", y=-0.3), **{**_LAYOUT, "height": 360})
+    fig.update_xaxes(title_text="spatial frequency (cycles per pixel; shaded: fine detail)")
+    fig.update_yaxes(title_text="power", type="log", exponentformat="power")
+    return fig
+
+
+def std_figure(std: np.ndarray, title: str = "Per-pixel std of the K samples") -> go.Figure:
+    """An (O, O) std map in [0, 1] colour units with its colour bar (where the samples disagree)."""
+    h, w = std.shape
+    fig = go.Figure(go.Heatmap(z=std, zmin=0, zmax=max(float(std.max()), 1e-3), colorscale="Magma",
+                               colorbar=dict(title="std", thickness=12),
+                               hovertemplate="row %{y}, col %{x}: std %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, **_LAYOUT)
+    _grid_axes(fig, h, w)
     return fig

@@ -28,9 +28,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from app import figures
+from app import figures, scores
 from app.compare import SWEEP_STEPS, Comparer
-from app.images import colormap
 from app.inference import ARCH_LABELS, BASELINE_LABELS, MAX_SAMPLES, MAX_STEPS, OUT_SIZES, Frame, Reconstructor, Result
 from app.space import gpu
 from asf_core.sampling import METHODS
@@ -190,10 +189,10 @@ class Handlers:
     @staticmethod
     def clear_results():
         """A new image or mask: nothing of the last run stays on screen to be read as this one's.
-        Outputs: status, x_t, x̂1, result, mean, std, metrics, download, step slider, note."""
+        Outputs: status, x_t, x̂1, result, mean, std, metrics, download, step slider, note, spectrum."""
         hidden = gr.update(value=None, visible=False)
         return ("New input: press **Run**.", None, None, None, hidden, hidden, None, hidden,
-                gr.update(visible=False), "")
+                gr.update(visible=False), "", figures.spectrum_figure({}))
 
     def knob_visibility(self, method_label: str):
         """Show each knob only where it applies: radius, d_state, then steps/solver/samples."""
@@ -241,22 +240,63 @@ class Handlers:
         return "\n\n".join(lines)
 
     def _status(self, result: Result, method: str, word: str = "Done") -> str:
+        """One line: for a learned model one sample, the mean of K (K > 1) and x̂1 side by side."""
+        m = result.metrics
         side = f" · {result.size}×{result.size}" if result.size != self.rec.size else ""
-        return (f"{word}: **{LABELS[method]}**{side} · PSNR {result.metrics['psnr']:.2f} dB · SSIM "
-                f"{result.metrics['ssim']:.3f} · {result.seconds:.2f} s · NFE {result.nfe}. "
+        if "psnr_onestep" in m:
+            parts = [f"one sample {m['psnr']:.2f} dB"]
+            if "psnr_mean" in m:
+                parts.append(f"mean of {len(result.samples)} {m['psnr_mean']:.2f} dB")
+            parts.append(f"x̂1 {m['psnr_onestep']:.2f} dB")
+            quality = "PSNR: " + " · ".join(parts)
+        else:
+            quality = f"PSNR {m['psnr']:.2f} dB"
+        return (f"{word}: **{LABELS[method]}**{side} · {quality} · SSIM {m['ssim']:.3f} · "
+                f"{result.seconds:.2f} s · NFE {result.nfe}. "
                 + ("Click a pixel of the result for its locality maps." if method in ARCH_LABELS else ""))
+
+    @staticmethod
+    def _lesson(result: Result) -> str:
+        """Why one sample scores below x̂1, with this run's numbers (learned models only)."""
+        m = result.metrics
+        if "psnr_onestep" not in m:
+            return ""
+        gap = m["psnr"] - m["psnr_onestep"]
+        return ("**One sample or the mean?** A sample is one plausible image: its squared error is about "
+                "twice the posterior mean's, so its PSNR sits about 3 dB lower, yet it keeps the fine detail "
+                "that x̂1 and the mean of K average away (see *detail by scale* below: the mean's power "
+                f"falls under the original's at fine scales, a sample's does not). Here one sample is "
+                f"{gap:+.2f} dB from x̂1. PSNR rewards the blur; pick the sample to see a plausible image "
+                "and the mean to minimise the error.")
+
+    def _spectrum(self, state: dict, result: Result, method: str):
+        """Detail by scale of the original, the spline, and the result (x̂1, mean of K, one sample)."""
+        out = result.size
+        original = state["image"] if out == self.rec.size else (state.get("refs") or {}).get(out)
+        images = {} if original is None else {"original": original}
+        if method != "tps":
+            with user_errors():
+                spline = self.rec.reconstruct(state["image"], state["mask"], "tps", out_size=out)
+            images[LABELS["tps"]] = spline.image
+        if result.onestep is not None:
+            images["x̂1 (posterior mean)"] = result.onestep
+        if result.mean is not None:
+            images[f"mean of {len(result.samples)}"] = result.mean
+        images["one sample" if method in ARCH_LABELS else LABELS[method]] = result.image
+        detail = None if original is None else {k: scores.fine_detail(v, original) for k, v in images.items()}
+        return figures.spectrum_figure({k: scores.radial_power(v) for k, v in images.items()}, detail)
 
     def _final(self, result: Result, method: str, frames: list, chart, slider, state, capped: str = ""):
         """The outputs of a finished run."""
         many = result.mean is not None  # K > 1: show the mean and the std map
-        std = gr.update(visible=many, value=up(colormap(result.std, max(float(result.std.max()), 1e-3)))
-                        if many else None)
+        std = gr.update(visible=many, value=figures.std_figure(result.std) if many else None)
         mean = gr.update(visible=many, value=up(result.mean))
         f = frames[-1] if frames else None
+        note = "\n\n".join(x for x in (self._lesson(result), self._note(result, result.size, capped)) if x)
         return (self._status(result, method), up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart,
                 up(result.image), mean, std, self._summary(result, method),
                 gr.update(value=self._png(result.image, method), visible=True), slider,
-                self._note(result, result.size, capped), state)
+                note, self._spectrum(state, result, method), state)
 
     def initial(self, state: dict, method: str = "tps") -> dict:
         """The first page's result, computed at start-up so a visitor sees one at once (a baseline:
@@ -268,13 +308,14 @@ class Handlers:
         return dict(state={**state, "frames": [], "run": run_},
                     status=self._status(result, method, "Precomputed"), result=up(result.image),
                     metrics=self._summary(result, method),
-                    download=self._png(result.image, method), note=self._note(result, result.size))
+                    download=self._png(result.image, method), note=self._note(result, result.size),
+                    spectrum=self._spectrum(state, result, method))
 
     @gpu(duration=120)
     def run(self, state: dict | None, method_label: str, steps, solver, seed, samples_k,
             radius, d_state, out_size=None, request: gr.Request = None):
         """Stream frames while sampling; outputs: status, x_t, x̂1, chart, result, mean, std, metrics,
-        download, step slider, note, state."""
+        download, step slider, note, spectrum, state."""
         skip = gr.skip()
         self._image_and_mask(state)
         method = method_key(method_label)
@@ -291,7 +332,7 @@ class Handlers:
         frames, result, last, last_plot = [], None, 0.0, 0.0
         yield (f"Running **{LABELS[method]}**…", None, None, figures.progress_figure([]), None, None, None,
                None, gr.update(value=None, visible=False), gr.update(visible=False), self._note(None, out, capped),
-               state)
+               figures.spectrum_figure({}), state)
         with user_errors():
             stream = self.rec.run(state["image"], state["mask"], method, out_size=out,
                                   reference=(state.get("refs") or {}).get(out), **knobs)
@@ -310,7 +351,7 @@ class Handlers:
                             plot, last_plot = figures.progress_figure(frames), now
                         last = now
                         yield (self._frame_status(item, knobs["steps"], method), up(item.x_t),
-                               up(item.x1_hat), plot, skip, skip, skip, skip, skip, skip, skip, state)
+                               up(item.x1_hat), plot, skip, skip, skip, skip, skip, skip, skip, skip, state)
             finally:
                 stream.close()  # Stop: the sampler ends between steps
                 _STOP.pop(session, None)
@@ -324,7 +365,7 @@ class Handlers:
             f = frames[-1] if frames else None
             yield (f"Stopped at step {f.step if f else 0}. Scrub the stored steps below.",
                    up(f.x_t) if f else None, up(f.x1_hat) if f else None, chart, None, None, None,
-                   None, gr.update(visible=False), slider, "", state)
+                   None, gr.update(visible=False), slider, "", skip, state)
             return
         yield self._final(result, method, frames, chart, slider, state, capped)
 
@@ -348,7 +389,8 @@ class Handlers:
 
     # ---- locality -------------------------------------------------------------------------
     def locality(self, state: dict | None, evt: gr.SelectData):
-        """Click on the result -> attention map, gradient-influence map, MAMBA scan path, a summary."""
+        """Click on the result -> attention, total influence, the network's own influence, MAMBA scan path,
+        a summary."""
         run_ = (state or {}).get("run")
         if not run_:
             raise gr.Error("Run a model first, then click a pixel of the result.")
@@ -363,20 +405,28 @@ class Handlers:
         name = LABELS[run_["method"]]
         attn = figures.locality_figure(loc["attention"], pixel, f"{name} attention at {pixel}",
                                        loc.get("radius_px"), observed=state["mask"])
-        infl = figures.locality_figure(loc["influence"], pixel, f"Gradient influence at {pixel}",
+        infl = figures.locality_figure(loc["influence"], pixel, f"Influence on x̂1 at {pixel}: total",
                                        loc.get("radius_px"), observed=state["mask"])
+        net = figures.locality_figure(loc["influence_network"], pixel,
+                                      f"Influence at {pixel}: network alone (x̂1 − b)", loc.get("radius_px"),
+                                      observed=state["mask"])
         scan = (figures.scan_path_figure(loc["scan_path"], loc["scan_is_obs"], state["mask"].shape, pixel)
                 if "scan_path" in loc else figures.empty_figure("scan order: MAMBA only"))
         text = (f"Pixel {pixel}: 50% / 90% of the attention lies within {loc['r50_attention']:.1f} / "
                 f"{loc['r90_attention']:.1f} px")
         if loc["influence_total"] > 0:
-            text += (f", of the gradient influence within {loc['r50_influence']:.1f} / "
-                     f"{loc['r90_influence']:.1f} px (total |∂x̂1/∂obs| = {loc['influence_total']:.3f}).")
+            text += (f"; of the total influence within {loc['r50_influence']:.1f} / "
+                     f"{loc['r90_influence']:.1f} px (Σ|∂x̂1/∂obs| = {loc['influence_total']:.3f})")
         else:  # an untrained or degenerate model: nothing to normalise
-            text += "; the gradient influence is zero here (the output ignores the observations)."
+            text += "; the influence is zero here (the output ignores the observations)"
+        if loc["influence_network_total"] > 0:
+            text += (f"; of the network's own within {loc['r50_influence_network']:.1f} / "
+                     f"{loc['r90_influence_network']:.1f} px (Σ = {loc['influence_network_total']:.3f}).")
+        else:
+            text += "; the network adds nothing to b here."
         if "radius_px" in loc:
             text += f" Radius: {loc['radius_px']:.1f} px (dashed circle)."
-        return attn, infl, scan, text
+        return attn, infl, net, scan, text
 
 
     # ---- compare --------------------------------------------------------------------------

@@ -7,8 +7,11 @@ over the tokens [observations; queries] and drawn on the pixel grid:
                     row, times each processor's (A + I)/2 (residual blocks), times the encoder
     mamba           the query's cross-attention over the scanned sequence
 Attention says where a layer looks, not what moves the answer, so beside it every model gets the
-same gradient influence |∂x̂1(q)/∂obs_i| (asf_core.influence). Both maps are normalised to shares
-(sum 1), so one colour scale compares all three architectures. Both are taken at t = 0 with x_t at
+same gradient influence |∂x̂1(q)/∂obs_i| (asf_core.influence), in two parts: the total, and the
+network alone, |∂(x̂1 - b)(q)/∂obs_i|, where b is the estimate every model adds through its prior
+velocity (the spline, or the grid encoder's x̂). b is shared between architectures and dominates
+the total, so the totals look alike; the network's part is where the mixers differ. Every map is
+normalised to shares (sum 1), so one colour scale compares all architectures. Both are taken at t = 0 with x_t at
 the source's mean (zeros for a noise source, the kNN interpolation for `interp`), where x̂1 is the
 model's posterior mean.
 
@@ -82,9 +85,9 @@ def locality(model: torch.nn.Module, arch: str, image: np.ndarray, mask: np.ndar
              pixel: tuple[int, int], **model_kwargs) -> dict:
     """Maps for output pixel (row, col) of a model reconstructing `image` (S, S, 3) under `mask`.
 
-    Returns a dict of numpy / floats: `attention`, `influence` (S, S) shares summing to 1,
-    `influence_total` (the raw sum of |∂x̂1/∂obs|), `r50_*`/`r90_*` (pixels holding 50 / 90% of each
-    map), `radius_px` (Local Implicit's radius, in pixels), and for MAMBA `scan_path` (T, 2)
+    Returns a dict of numpy / floats: `attention`, `influence`, `influence_network` (S, S) shares
+    summing to 1, `influence_total` / `influence_network_total` (the raw sums of |∂x̂1/∂obs| and
+    |∂(x̂1 - b)/∂obs|), `r50_*`/`r90_*` (pixels holding 50 / 90% of each map), `radius_px` (Local Implicit's radius, in pixels), and for MAMBA `scan_path` (T, 2)
     (row, col) in the first layer's scan order with `scan_is_obs` (T,).
     """
     h, w = mask.shape
@@ -104,14 +107,16 @@ def locality(model: torch.nn.Module, arch: str, image: np.ndarray, mask: np.ndar
                     return_attention=True, **model_kwargs)
     attention = _share(_on_grid(_attention_tokens(arch, maps, q), _token_pixels(maps["token_xy"], (h, w)), (h, w)))
     pixels = _token_pixels(obs_xy, (h, w))  # observations, then queries: what the gradient is taken of
-    grad = gradient_influence(model, q, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, x_t=x_t,
-                              t=0.0, **model_kwargs)[0].numpy()  # (N,)
-    influence = _share(_on_grid(grad, pixels[: grad.shape[0]], (h, w)))
+    grads = {part: gradient_influence(model, q, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, x_t=x_t,
+                                      t=0.0, part=part, **model_kwargs)[0].numpy()  # (N,)
+             for part in ("total", "network")}
+    on_grid = {part: _share(_on_grid(g, pixels[: g.shape[0]], (h, w))) for part, g in grads.items()}
     out = {
-        "pixel": (row, col), "attention": attention, "influence": influence,
-        "influence_total": float(grad.sum()),
+        "pixel": (row, col), "attention": attention, "influence": on_grid["total"],
+        "influence_network": on_grid["network"], "influence_total": float(grads["total"].sum()),
+        "influence_network_total": float(grads["network"].sum()),
     }
-    for name in ("attention", "influence"):
+    for name in ("attention", "influence", "influence_network"):
         out[f"r50_{name}"] = mass_radius(out[name], (row, col), 0.5)
         out[f"r90_{name}"] = mass_radius(out[name], (row, col), 0.9)
     if arch == "local_implicit":

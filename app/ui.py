@@ -11,6 +11,8 @@ The first page's thin-plate-spline result is computed while the app is built (~1
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from app import figures
@@ -21,10 +23,16 @@ from app.images import KINDS
 from app.inference import ARCH_LABELS, MAX_STEPS, OUT_SIZES, SOLVERS, Reconstructor
 from app.learn_ui import build_learn_tab
 
+ROOT = Path(__file__).resolve().parents[1]
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 #status { min-height: 2.5em; }
 .compare-row img { image-rendering: pixelated; }
+/* the sample gallery: Gradio sizes thumbnails at 100 px, wider than the column, and hides the
+   last column behind a scroll bar; share the width out instead, so all 16 show at once */
+#samples .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+/* the API tab's 32×32 input and output: drawn at the block's size, crisp, not at 32 px */
+#api_image img, #api_out img { width: 100%; height: 220px; object-fit: contain; image-rendering: pixelated; }
 """
 LAUNCH = dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False,
               footer_links=["api", "settings"])
@@ -53,8 +61,32 @@ def _header(rec: Reconstructor) -> str:
 
 
 DEFAULT_ORDER = ("tps", "local_implicit", "perceiver_io", "mamba")
+MAPS_HELP = (
+    "**Where does one pixel look?** Click a pixel of the result. *Attention*: where the model's layers put "
+    "their weights for that pixel (Perceiver IO: rolled out through its latents; Local Implicit: its "
+    "neighbours within the radius; MAMBA: its cross-attention over the scanned sequence). *Influence: "
+    "total*: how much each observed pixel moves the pixel's x̂1, |∂x̂1/∂obs|, at t = 0. Every model adds "
+    "its own estimate b (the thin-plate spline, or the grid encoder's x̂) through its prior velocity, and b "
+    "is shared, so the totals look alike across architectures. *Influence: the network alone*: the same "
+    "for x̂1 − b, the correction the architecture itself adds: here the architectures differ. "
+    "*Scan order* (MAMBA): the order its first layer reads the tokens in.")
 RESOLUTION_INFO = ("The models were trained on 32×32 images: at 64 or 128 the same field is queried "
                    "between the pixels, so it interpolates; it adds no detail the observations lack.")
+
+
+def bundled_example(image: gr.Image, path: str) -> gr.Image:
+    """Make `path` (a file bundled with the app, from the repository root) the image's example on
+    the "Use via API" page: Gradio's default is an online image, which fails offline. Set on the
+    instance: a subclass of gr.Image would make Gradio write a .pyi stub beside this file."""
+    payload = {"path": path, "url": path, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+    image.example_payload = lambda: payload
+    image.example_value = lambda: path
+    return image
+
+
+def _relative(path: str) -> str:
+    """A bundled file's path from the repository root (where the API example is meant to run)."""
+    return Path(path).resolve().relative_to(ROOT).as_posix()
 
 
 def _examples(methods: list[str], first: str) -> list[list]:
@@ -87,9 +119,11 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
         with gr.Tab("Reconstruct"):
             with gr.Row():
                 with gr.Column(scale=3, min_width=280):
-                    gallery = gr.Gallery(h.samples(), label="Samples: click one", columns=8, height=170,
+                    gr.Markdown(f"**Samples**: {len(h.samples())} images, CIFAR-10 test images first, "
+                                "then photos. Click one.")
+                    gallery = gr.Gallery(h.samples(), show_label=False, columns=4, height="auto",
                                          allow_preview=False, object_fit="cover", elem_id="samples",
-                                         elem_classes="pixelated")
+                                         elem_classes="pixelated", buttons=[])
                     upload = gr.UploadButton("Upload an image", file_types=["image"], size="sm")
                     original = gr.Image(original0["value"], label=original0["label"], height=200, **IMG)
                     kind = gr.Radio(list(KINDS), value="random", label="Mask",
@@ -118,7 +152,7 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                                       info="ODE steps from noise (t=0) to image (t=1)")
                     solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver", visible=knobs,
                                          info="evaluations per step: euler 1, midpoint 2, heun 2, rk4 4")
-                    samples_k = gr.Slider(1, 8, 1, step=1, label="Samples (K)", visible=knobs,
+                    samples_k = gr.Slider(1, 8, 1, step=1, label="Samples (K)", visible=knobs, elem_id="samples_k",
                                           info="K > 1 adds the posterior mean, a per-pixel std map and "
                                                "how well the std predicts the error")
                     out_size = gr.Radio(list(OUT_SIZES), value=OUT_SIZES[0], label="Output resolution",
@@ -129,23 +163,30 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     status = gr.Markdown(init["status"], elem_id="status")
                 with gr.Column(scale=4, min_width=320):
                     with gr.Row():
-                        xt_img = gr.Image(label="x_t (state)", height=256, **IMG)
-                        x1_img = gr.Image(label="x̂1 (one-step estimate)", height=256, **IMG)
+                        xt_img = gr.Image(label="x_t (state)", height=256, buttons=["fullscreen"], **IMG)
+                        x1_img = gr.Image(label="x̂1 (one-step estimate)", height=256, buttons=["fullscreen"], **IMG)
                     step_slider = gr.Slider(0, 1, 0, step=1, label="Scrub the stored steps", visible=False)
                     with gr.Row():
-                        result_img = gr.Image(init["result"], label="Result: click a pixel", height=256,
-                                              elem_id="result", **IMG)
-                        mean_img = gr.Image(label="Mean of K samples", height=256, visible=False, **IMG)
-                        std_img = gr.Image(label="Per-pixel std of K", height=256, visible=False, **IMG)
+                        result_img = gr.Image(init["result"], label="Result (sample 1): click a pixel", height=256,
+                                              elem_id="result", buttons=["fullscreen"], **IMG)
+                        mean_img = gr.Image(label="Mean of the K samples", height=256, visible=False,
+                                            elem_id="mean", buttons=["fullscreen"], **IMG)
+                    std_img = gr.Plot(label="Where the K samples disagree", visible=False, elem_id="std")
                     with gr.Row():
                         metrics = gr.JSON(init["metrics"], label="Metrics", elem_id="metrics")
                         download = gr.DownloadButton("Download PNG", init["download"])
                     note = gr.Markdown(init["note"], elem_id="note")
-            progress_plot = gr.Plot(figures.progress_figure([]), label="Along the flow")
+            with gr.Row():
+                progress_plot = gr.Plot(figures.progress_figure([]), label="Along the flow", scale=3)
+                spectrum_plot = gr.Plot(init["spectrum"], label="Detail by scale", elem_id="spectrum", scale=2)
+            gr.Markdown(MAPS_HELP)
             with gr.Row():
                 attn_plot = gr.Plot(figures.empty_figure("click a pixel of the result"), label="Attention",
                                     elem_id="attention")
-                infl_plot = gr.Plot(figures.empty_figure(), label="Gradient influence")
+                infl_plot = gr.Plot(figures.empty_figure(), label="Influence: total")
+            with gr.Row():
+                net_plot = gr.Plot(figures.empty_figure(), label="Influence: the network alone",
+                                   elem_id="influence_network")
                 scan_plot = gr.Plot(figures.empty_figure(), label="Scan order")
             loc_text = gr.Markdown(elem_id="locality")
         with gr.Tab("Compare"):
@@ -159,7 +200,9 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                 cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare")
             cmp_status = gr.Markdown(elem_id="compare_status")
             with gr.Row(elem_classes="compare-row"):
-                cmp_images = [gr.Image(label=h.LABELS[m], height=200, **IMG) for m in ev.compare_methods()]
+                # no buttons: their icons sat on the label ("Local Implicit · 20.79 dB") and cut it short
+                cmp_images = [gr.Image(label=h.LABELS[m], height=200, buttons=[], **IMG)
+                              for m in ev.compare_methods()]
             cmp_table = gr.Dataframe(h.table([]), headers=h.TABLE_HEADERS, interactive=False,
                                      label="Per model", elem_id="compare_table")
             with gr.Row():
@@ -171,9 +214,11 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
             build_learn_tab(learn_tab)
         with gr.Tab("API"):
             gr.Markdown("The same reconstruction as one call, also served as the public endpoint "
-                        "`/reconstruct` (see *Use via API* at the foot of the page).")
+                        "`/reconstruct` (see *Use via API* at the foot of the page: its example reads a sample "
+                        "bundled in `app/samples/`, so run it from a clone of the repository).")
             with gr.Row():
-                api_image = gr.Image(first, type="filepath", image_mode=None, label="Image")
+                api_image = bundled_example(gr.Image(first, type="filepath", image_mode=None, label="Image",
+                                                     height=256, elem_id="api_image"), _relative(first))
                 with gr.Column():
                     api_arch = gr.Dropdown(labels, value=h.LABELS[default], label="Architecture",
                                            allow_custom_value=True)  # keys too: "local_implicit"
@@ -183,7 +228,7 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     api_solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver",
                                              allow_custom_value=True)
                     api_btn = gr.Button("Reconstruct", variant="primary")
-                api_out = gr.Image(label="Reconstruction (32×32)", **IMG)
+                api_out = gr.Image(label="Reconstruction (32×32)", height=256, elem_id="api_out", **IMG)
             api_json = gr.JSON(label="Metrics")
             # lazy: nothing runs at start-up; the first click on an example computes it and caches it
             # (in GRADIO_EXAMPLES_CACHE, default .gradio/cached_examples) for every later visitor
@@ -194,7 +239,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
 
         # ---- wiring -------------------------------------------------------------------------
         mask_in, mask_out = [state, kind, density, seed, brush], [state, observed, mask_info]
-        results = [status, xt_img, x1_img, result_img, mean_img, std_img, metrics, download, step_slider, note]
+        results = [status, xt_img, x1_img, result_img, mean_img, std_img, metrics, download, step_slider, note,
+                   spectrum_plot]
 
         def remask(event):  # a new mask, then nothing of the previous run stays on screen
             return event.then(ev.make_mask, mask_in, mask_out, **private) \
@@ -215,11 +261,11 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
         run_btn.click(
             ev.run, [state, method, steps, solver, seed, samples_k, radius, d_state, out_size],
             [status, xt_img, x1_img, progress_plot, result_img, mean_img, std_img, metrics, download,
-             step_slider, note, state], show_progress="hidden", **heavy)
+             step_slider, note, spectrum_plot, state], show_progress="hidden", **heavy)
         stop_btn.click(ev.request_stop, None, status, queue=False, **private)
         step_slider.release(ev.scrub, [state, step_slider], [status, xt_img, x1_img], show_progress="hidden",
                             **private)
-        result_img.select(ev.locality, [state], [attn_plot, infl_plot, scan_plot, loc_text],
+        result_img.select(ev.locality, [state], [attn_plot, infl_plot, net_plot, scan_plot, loc_text],
                           show_progress="minimal", show_progress_on=[attn_plot], **heavy)
         cmp_btn.click(ev.compare, [state, seed, cmp_steps, cmp_solver, radius, d_state],
                       [cmp_status, *cmp_images, cmp_table], show_progress="minimal",

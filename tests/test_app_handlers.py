@@ -58,17 +58,27 @@ def test_knob_visibility(ev):
 
 def test_run_scrub_and_locality(ev, state):
     outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 0.3, None, 32, None))
-    status, xt, x1, chart, result, mean, std, metrics, download, slider, note, state = outs[-1]
+    status, xt, x1, chart, result, mean, std, metrics, download, slider, note, spectrum, state = outs[-1]
     assert status.startswith("Done") and result.shape == (256, 256, 3)
-    assert mean["visible"] and mean["value"].shape == std["value"].shape == (256, 256, 3)
+    assert mean["visible"] and mean["value"].shape == (256, 256, 3)
+    assert std["visible"] and std["value"].data[0].z.shape == (32, 32)  # a heatmap with its colour bar
+    assert std["value"].data[0].colorbar.title.text == "std"
+    # one sample, the mean of K and x̂1 side by side, and why the sample scores lowest
+    for word, key in (("one sample", "psnr"), ("mean of 2", "psnr_mean"), ("x̂1", "psnr_onestep")):
+        assert f"{word} {metrics[key]:.2f} dB" in status
+    assert "twice the posterior mean" in note and f"{metrics['psnr'] - metrics['psnr_onestep']:+.2f} dB" in note
+    names = [trace.name.split(" (")[0] for trace in spectrum.data]
+    assert names == ["original", "Thin-plate spline", "x̂1", "mean of 2", "one sample"]
+    assert all("fine detail" in trace.name for trace in spectrum.data)
     assert metrics["nfe"] == 4 and "psnr_mean" in metrics and download["visible"]
     assert "std_error_corr" in metrics and "Calibration" in note  # K = 2: std against |error|
     assert slider["maximum"] == 4 and len(state["frames"]) == 5
     status, xt, x1 = ev.scrub(state, 1)
     assert "step 1/4" in status and xt.shape == (256, 256, 3)
     click = gr.SelectData(None, {"index": [20 * DISPLAY + 3, 10 * DISPLAY + 7], "value": None})
-    attn, infl, scan, text = ev.locality(state, click)
+    attn, infl, net, scan, text = ev.locality(state, click)
     assert "Pixel (10, 20)" in text and "Radius" in text and attn.data[0].z.shape == (32, 32)
+    assert "network alone" in net.layout.title.text and "network's own" in text
 
 
 def test_stop(ev, state):
@@ -141,6 +151,7 @@ def test_baseline_run_ends_with_a_slider_gradio_accepts(ev, state):
     *_, last = ev.run(state, "Thin-plate spline", 20, "euler", 0, 1, 0.3, None, 32, None)
     status, slider = last[0], last[9]
     assert status.startswith("Done") and slider["visible"] is False
+    assert "one sample" not in status and "PSNR" in status  # a baseline has one fill, no samples
     gr.Slider(minimum=slider["minimum"], maximum=slider["maximum"], value=slider["value"])  # raised before
 
 
@@ -155,3 +166,4 @@ def test_heavy_requests_are_capped():
 def test_a_new_image_clears_the_last_result(ev):
     out = ev.clear_results()
     assert out[0].startswith("New input") and out[3] is None and out[6] is None
+    assert len(out[10].data) == 0  # the last run's spectrum goes too

@@ -117,7 +117,7 @@ def test_handlers_resolution_and_first_page(rec):
     assert first["result"].shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
     assert first["metrics"]["method"] == "tps" and first["state"]["run"]["method"] == "tps"
     outs = list(ev.run(state, "Perceiver IO", 3, "euler", 0, 2, 0.3, None, 128, None))
-    status, xt, x1, chart, result, mean, std, metrics, download, slider, note, state = outs[-1]
+    status, xt, x1, chart, result, mean, std, metrics, download, slider, note, spectrum, state = outs[-1]
     assert "128×128" in status and result.shape == xt.shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
     assert (result[0::2, 0::2] == result[1::2, 1::2]).all()  # nearest ×2: crisp squares of 2 px
     assert metrics["size"] == 128 and "psnr_original" in metrics and "std_error_corr" in metrics
