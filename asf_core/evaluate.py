@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from asf_core.checkpoint import CheckpointError, load_model
 from asf_core.data import DataError, load_cifar10, load_image_folder, to_float
 from asf_core.fields import MASK_KINDS, check_fraction, make_mask
 from asf_core.metrics import image_metrics
+from asf_core.models.knobs import check_knobs
 from asf_core.reconstruct import reconstruct
 from asf_core.sampling import METHODS, check_method, check_steps
 from asf_core.train import parse_overrides
@@ -143,6 +145,36 @@ def repo_relative(path: str | Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
 
 
+def check_device(name: str) -> torch.device:
+    """The torch device called `name`, or ValueError with one line when it is not here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps)") from None
+    usable = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+              "mps": lambda: torch.backends.mps.is_available()}.get(device.type, lambda: False)
+    if not usable():
+        raise ValueError(f"--device {name}: no such device on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def check_writable(path: str | Path | None) -> None:
+    """ValueError unless `path` can be written (its folder is made if missing); nothing is left behind."""
+    if not path:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name for the output")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be written ({e.strerror or e})") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m asf_core.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", action="append", default=[], help="run or pretrained folder (repeatable)")
@@ -179,8 +211,13 @@ def run(args: argparse.Namespace) -> dict:
     for name in names:
         if name not in baselines.BASELINES:
             raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(baselines.BASELINES)}")
-    models = [load_model(path, args.device) for path in args.checkpoint]
+    device = check_device(args.device)
+    for out in (args.json, args.markdown or (args.json and Path(args.json).with_suffix(".md"))):
+        check_writable(out)  # before the evaluation, not after it has run for an hour
+    models = [load_model(path, device) for path in args.checkpoint]
     model_kwargs = parse_overrides(args.model_kwargs)
+    for path, model in zip(args.checkpoint, models):
+        check_knobs(f"--model-kwargs: {model.arch} ({Path(path).name})", model.knobs(), model_kwargs)
     if not models and not names:
         raise ValueError("nothing to evaluate: give --checkpoint and/or --baselines")
     size = models[0].checkpoint_config.get("train", {}).get("image_size", 32) if models else 32

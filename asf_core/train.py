@@ -33,7 +33,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from asf_core.checkpoint import CheckpointError, load_model, load_state, save_pretrained, save_state, weight_mismatch
+from asf_core.checkpoint import (
+    STATE_NAME, CheckpointError, atomic_write, load_model, load_state, save_pretrained, save_state, weight_mismatch,
+)
 from asf_core.data import DataError, load_images, to_float
 from asf_core.fields import check_fraction, image_to_values, make_mask, observations, pixel_coords
 from asf_core.flow import SOURCES, T_SAMPLERS, flow_matching_loss, mean_loss
@@ -133,9 +135,48 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown objective {cfg.objective!r}; choose from {', '.join(OBJECTIVES)}")
     if not 0.0 <= cfg.t_zero_prob < 1.0:
         raise ValueError(f"--t-zero-prob must be in [0, 1), got {cfg.t_zero_prob}")
-    for name in ("max_steps", "batch_size", "n_queries", "ckpt_every", "val_every", "log_every", "val_steps"):
+    for name in ("max_steps", "batch_size", "n_queries", "ckpt_every", "val_every", "log_every", "val_steps",
+                 "val_n"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ValueError(f"--out {cfg.out}: is a file; a run is a folder (it holds last/, best/, state.pt)")
+    make_config(cfg.arch, cfg.preset, **model_overrides(cfg))  # the model's own one-line errors, before any data
+
+
+# what a resumed run must share with the run it continues: anything else changes the model or its task
+RESUME_KEYS = ("arch", "preset", "model_overrides", "objective", "source", "sigma", "dataset", "obs_fraction")
+
+
+def check_resume(cfg: TrainConfig) -> dict | None:
+    """The state to resume from, None to start afresh (said on stderr), or ValueError when the
+    run in --out is of another architecture, preset or task."""
+    path = Path(cfg.out) / STATE_NAME
+    if not cfg.resume:
+        return None
+    if not path.is_file():
+        print(f"--resume: {cfg.out} holds no {STATE_NAME}; starting from step 0", file=sys.stderr)
+        return None
+    state = load_state(path)
+    before = state.get("config", {})
+    changed = [k for k in RESUME_KEYS if k in before and before[k] != getattr(cfg, k)]
+    if changed:
+        was = ", ".join(f"--{k.replace('_', '-')} {before[k]!r}" for k in changed)
+        now = ", ".join(f"{getattr(cfg, k)!r}" for k in changed)
+        raise ValueError(f"--resume {cfg.out}: that run was trained with {was}, not {now}; "
+                         f"give another --out, or the same settings")
+    return state
+
+
+def cut_log(log: Path, step: int) -> None:
+    """Drop the log lines past `step`: a killed run logged steps its last checkpoint does not hold,
+    and the resumed run logs them again."""
+    if not log.is_file():
+        return
+    lines = log.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step] if lines else []
+    if len(kept) < len(lines):
+        atomic_write(log, lambda p: Path(p).write_text("".join(kept)))
 
 
 def ema_update(decay: float):
@@ -218,6 +259,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
     out = Path(cfg.out)
+    state = check_resume(cfg)
 
     train_images = load_images(cfg.dataset, "train", cfg.data_dir or None)
     val_images = load_images(cfg.dataset, "val", cfg.data_dir or None, limit=cfg.val_n)
@@ -245,7 +287,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     torch.manual_seed(cfg.seed * 1000 + rank)  # dropout
     step, seen, wall, best = 0, 0, 0.0, -math.inf
 
-    if cfg.init_from and not (cfg.resume and (out / "state.pt").exists()):
+    if cfg.init_from and state is None:
         # released weights are the EMA: start both the model and its average from them
         # a module the released model lacks (a neighbour encoder) may start fresh: it is
         # zero-initialised, so the model starts as the released one; anything else must match
@@ -257,8 +299,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
         model.load_state_dict(released, strict=False)
         ema.module.load_state_dict(model.state_dict())
 
-    if cfg.resume and (out / "state.pt").exists():
-        state = load_state(out / "state.pt")
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
@@ -277,6 +318,8 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else nullcontext()
     train_meta = {**asdict(cfg), "world_size": world, "image_size": int(train_images.shape[-1])}
     log = (out / "metrics.jsonl") if rank == 0 else None
+    if log:
+        cut_log(log, step)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 

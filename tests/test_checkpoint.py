@@ -109,3 +109,88 @@ def test_hub_id_offline_gives_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r"someone/asf-weights/mamba_d16: not a local folder.*offline"
                        r".*pretrained/<name>"):
         load_model("someone/asf-weights/mamba_d16")
+
+
+# ---- whole-folder writes (app item 13) -------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # finished and reaped: no process has this pid now (pids are not reused at once)
+
+
+def test_a_write_that_fails_midway_leaves_the_old_folder_whole(folder, monkeypatch):
+    import asf_core.checkpoint as ckpt
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = ckpt.save_file
+
+    def weights_then_die(*args, **kwargs):
+        real(*args, **kwargs)  # the new weights are written; the config never is
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_file", weights_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(build_model("perceiver_io", "tiny", d_model=48), folder, arch="perceiver_io")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_save_keeps_the_other_files_of_the_folder(folder):
+    (folder / "MODEL_CARD.md").write_text("# card")
+    save_pretrained(build_model("perceiver_io", "tiny", d_model=48), folder, arch="perceiver_io")
+    assert (folder / "MODEL_CARD.md").read_text() == "# card"
+    assert load_model(folder).config.d_model == 48
+
+
+def test_a_kill_between_the_renames_is_repaired_on_the_next_load(folder):
+    pid = _dead_pid()
+    folder.rename(folder.parent / f".{folder.name}.{pid}.old")  # the old folder moved aside, the new one never came
+    (folder.parent / f".{folder.name}.{pid}.abc.tmp").mkdir()  # and its half-written new folder
+    assert load_model(folder).arch == "perceiver_io"
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
+
+
+def test_orphans_of_a_dead_writer_go_and_a_live_writers_stay(folder):
+    import os
+
+    dead = folder.parent / f".{folder.name}.{_dead_pid()}.xyz.tmp"
+    live = folder.parent / f".{folder.name}.{os.getppid()}.xyz.tmp"  # the test runner's parent runs
+    dead.mkdir()
+    live.mkdir()
+    save_pretrained(build_model("perceiver_io", "tiny"), folder, arch="perceiver_io")
+    assert not dead.exists() and live.exists()
+
+
+def test_killed_writers_never_leave_weights_beside_another_config(tmp_path):
+    """A real SIGKILL at random moments of a loop that saves two differently shaped models in turn:
+    after each kill the folder loads, so its config and weights are of the same save."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "last"
+    script = (
+        "import sys, torch\n"
+        "from asf_core.checkpoint import save_pretrained\n"
+        "from asf_core.models import build_model\n"
+        "models = [build_model('perceiver_io', 'tiny', d_model=d) for d in (16, 48)]\n"
+        "print('ready', flush=True)\n"
+        "i = 0\n"
+        "while True:\n"
+        "    save_pretrained(models[i % 2], sys.argv[1], arch='perceiver_io'); i += 1\n"
+    )
+    rng = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        model = load_model(folder)  # raises on a config / weights mismatch
+        assert model.config.d_model in (16, 48)
+    assert [p.name for p in tmp_path.iterdir()] == ["last"]

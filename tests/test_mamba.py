@@ -404,6 +404,33 @@ def test_gradient_influence_every_model(arch):
         gradient_influence(model, Q, query_xy=x["query_xy"], obs_xy=x["obs_xy"], obs_rgb=x["obs_rgb"])
 
 
+@pytest.mark.parametrize("arch", ["perceiver_io", "local_implicit", "mamba"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny_grid"])
+def test_network_influence_is_the_correction_beyond_the_shared_estimate(arch, preset):
+    """part="network" is the gradient of x̂1 - b: zero while the learned head is zero (a fresh
+    model's x̂1 is b itself: the spline, or the grid encoder's x̂), while the total is b's influence."""
+    torch.manual_seed(0)
+    extra = dict(prior="gaussian", interp="tps") if preset == "tiny" else {}
+    model = build_model(arch, preset, **extra).eval()
+    if preset == "tiny_grid":  # the encoder's read-out starts at zero too: give b something to say
+        with torch.no_grad():
+            for p in model.obs_encoder.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    x = field_inputs()
+    kw = dict(query_xy=x["query_xy"], obs_xy=x["obs_xy"], obs_rgb=x["obs_rgb"])
+    ctx = model.context(**kw)
+    x_t = ctx["interp"].detach()  # the informed source's mean, held fixed as in the app's maps
+    total = gradient_influence(model, 3, x_t=x_t, part="total", **kw)
+    network = gradient_influence(model, 3, x_t=x_t, part="network", **kw)
+    assert total.sum() > 0 and network.abs().max() < 1e-6 * total.max()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    assert gradient_influence(model, 3, x_t=x_t, part="network", **kw).sum() > 0
+    with pytest.raises(ValueError, match="unknown part"):
+        gradient_influence(model, 3, x_t=x_t, part="mixer", **kw)
+
+
 def test_gradient_influence_matches_autograd_jacobian():
     model, x = tiny_field(), field_inputs()
     t = torch.full((B,), 0.3)

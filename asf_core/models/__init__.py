@@ -12,6 +12,8 @@ from dataclasses import asdict, fields
 from torch import nn
 
 from asf_core.models import local_implicit, mamba, perceiver_io, unet
+from asf_core.models.encoder import GridEncoderConfig
+from asf_core.models.values import check_values
 
 # name -> (model class, config class, presets)
 MODELS = {
@@ -37,7 +39,9 @@ def make_config(name: str, preset: str = "small", **overrides):
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f"unknown {name} config field(s) {sorted(unknown)}; known: {sorted(known)}")
-    return config_cls(**{**presets[preset], **overrides})
+    values = {**presets[preset], **overrides}
+    check_values(config_cls, values)
+    return config_cls(**values)
 
 
 def build_model(name: str, preset: str = "small", **overrides) -> nn.Module:
@@ -53,4 +57,10 @@ def model_from_config(name: str, config: dict) -> nn.Module:
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"config has field(s) {sorted(unknown)} that {name} does not know")
+    check_values(config_cls, config, "model")
+    if config.get("encoder"):
+        known = {f.name for f in fields(GridEncoderConfig)}
+        if set(config["encoder"]) - known:
+            raise ValueError(f"model.encoder has field(s) {sorted(set(config['encoder']) - known)} it does not know")
+        check_values(GridEncoderConfig, config["encoder"], "model.encoder")
     return model_cls(config_cls(**config))

@@ -35,6 +35,7 @@ from einops import rearrange
 from torch import nn
 
 from asf_core.models import encoder
+from asf_core.models.knobs import Knob
 from asf_core.nn import (
     MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
 )
@@ -195,6 +196,11 @@ class LocalImplicit(nn.Module):
                                        nn.Linear(cfg.bias_hidden, cfg.num_layers * cfg.num_heads))
         self.layers = nn.ModuleList(LocalLayer(cfg) for _ in range(cfg.num_layers))
         self.head = OutputHead(d, d)
+
+    def knobs(self) -> dict[str, Knob]:
+        """The radius, over the range it was trained at (asf_core.models.knobs)."""
+        c = self.config
+        return {"radius": Knob("radius", "Radius", c.radius_min, c.radius_max, c.local_radius)}
 
     def training_kwargs(self, batch_size: int, generator: torch.Generator) -> dict:
         """Per-step extra forward arguments: a radius per image, uniform in [radius_min, radius_max].

@@ -35,6 +35,7 @@ from einops import repeat
 from torch import nn
 
 from asf_core.models import encoder
+from asf_core.models.knobs import Knob
 from asf_core.nn import (
     Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
 )
@@ -276,6 +277,10 @@ class MambaField(nn.Module):
             idx.append(order.gather(1, at.clamp(0, length - 1).flatten(1)).view_as(at))
             valid.append(inside)
         return torch.cat(idx, -1), torch.cat(valid, -1)
+
+    def knobs(self) -> dict[str, Knob]:
+        """Run-time knobs (asf_core.models.knobs): none; d_state, like its other sizes, is fixed by the checkpoint."""
+        return {}
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
         """What a forward computes from positions and observations alone: the interpolation, the

@@ -19,6 +19,7 @@ from einops import repeat
 from torch import nn
 
 from asf_core.models import encoder
+from asf_core.models.knobs import Knob
 from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, point_context
 
 
@@ -77,6 +78,10 @@ class PerceiverIO(nn.Module):
         self.processor = nn.ModuleList(Block(d, **kw) for _ in range(cfg.num_layers))
         self.decoder = Block(d, cross=True, **kw)
         self.head = OutputHead(d, d)
+
+    def knobs(self) -> dict[str, Knob]:
+        """Run-time knobs (asf_core.models.knobs): none; its capacity is fixed by the checkpoint."""
+        return {}
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
         """What a forward computes from positions and observations alone: the interpolation, the

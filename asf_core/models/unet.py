@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from asf_core.models import encoder
+from asf_core.models.knobs import Knob
 from asf_core.models.encoder import GridEncoder, GridEncoderConfig, UNet, cell_centres
 from asf_core.nn import TimeEmbedding, make_prior
 
@@ -69,6 +70,10 @@ class UNetField(nn.Module):
         nn.init.zeros_(self.net.out[-1].weight)  # v starts at the prior velocity
         nn.init.zeros_(self.net.out[-1].bias)
         self.prior = make_prior(cfg)
+
+    def knobs(self) -> dict[str, Knob]:
+        """Run-time knobs (asf_core.models.knobs): none; its capacity is fixed by the checkpoint."""
+        return {}
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
         """The encoder on the query grid, once per solve: {"grid": GridFeatures, "interp": x̂ (B, Q, 3)}."""
