@@ -3,6 +3,8 @@
     python -m app.loadtest                                  # 16 clients x 5 requests, first learned model
     python -m app.loadtest --clients 4 --requests 2 --arch tps
     python -m app.loadtest --json docs/loadtest.json --markdown docs/loadtest.md
+    python -m app.loadtest --mix 8+8 --requests 2 --arch tps        # identical + different at once
+    python -m app.loadtest --mix 8+8 --requests 2 --arch perceiver_io --steps 10   # a learned model
 
 It starts the real `app.py` (same Blocks, same queue settings) in a subprocess on 127.0.0.1 at a free
 port, offline, and waits until it answers. One warm-up request loads the model (reported apart, as
@@ -23,7 +25,23 @@ What it checks and measures:
   requests by more than max(5 %, 32 MiB); the least-squares slope over the same span is reported too.
 
 The exit status is 1 when any request failed or two executions overlapped, 0 otherwise.
-Symbols: C clients · R requests per client · S model grid side.
+
+`--mix I+D` checks that concurrent answers are whole and right rather than timing them. A single
+client first sends every distinct request once, one after another (the first is the cold start),
+and keeps each result as the reference. Then I + D clients start at once, each sending R requests:
+the I "identical" clients all send the same request (same image, architecture, density, seed 0,
+steps, solver), the D "different" clients send the seeds 1..D·R (one request each). Every answer
+must be a file that exists, is not empty, decodes as an S×S RGB PNG (and passes the checks above),
+and has the same pixels as the single-client result of its request: a *failure* when it is not a
+whole image, a *mismatch* when it is one but differs from the reference by more than `--tolerance`
+uint8 levels (default 0: pixel-identical; with the seed fixed, x_0 is drawn from a fresh generator,
+so the learned models are deterministic on one machine too). It guards against identical outputs
+sharing one file that a concurrent call rewrites; the report counts the distinct files the
+identical clients were given. `--clients` is unused with `--mix`. The exit status is 1 on any
+failure, mismatch or overlapping execution. The thin-plate spline (`--arch tps`) runs in
+milliseconds; `--arch perceiver_io --steps 10` (or any learned architecture with a checkpoint) runs
+the same check through a model, ~0.1-1 s per request on CPU.
+Symbols: C clients · R requests per client · S model grid side · I identical clients · D different.
 """
 
 from __future__ import annotations
@@ -45,6 +63,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -204,16 +223,28 @@ def _expected(image: Path, seed: int, density: float, size: int = 32) -> tuple[n
     return images.observed_view(prepared.image, mask), int(mask.sum())
 
 
-def check_result(path, info, masked: np.ndarray, observed: int) -> list[str]:
-    """What is wrong with one /reconstruct answer (empty when nothing is)."""
+def _decode(path) -> tuple[str, np.ndarray, str | None]:
+    """(mode, pixels as (S, S, 3) uint8, format) of an image file, read whole."""
     from PIL import Image
 
+    with Image.open(path) as im:
+        return im.mode, np.asarray(im.convert("RGB")), im.format
+
+
+def check_result(path, info, masked: np.ndarray, observed: int) -> list[str]:
+    """What is wrong with one /reconstruct answer (empty when nothing is)."""
     problems = []
     if not path or not Path(path).is_file():
         return [f"no image file: {path!r}"]
-    with Image.open(path) as im:
-        mode, out = im.mode, np.asarray(im.convert("RGB"))
+    if Path(path).stat().st_size == 0:
+        return [f"empty image file: {Path(path).name}"]
+    try:
+        mode, out, fmt = _decode(path)
+    except (OSError, ValueError, SyntaxError) as e:  # PIL: unidentified or truncated, bad chunks
+        return [f"image does not decode: {type(e).__name__}: {e}"]
     size = info.get("size", 32) if isinstance(info, dict) else 32
+    if fmt != "PNG":
+        problems.append(f"image is {fmt}, expected PNG")
     if mode != "RGB" or out.shape != (size, size, 3):
         problems.append(f"image is {mode} {out.shape}, expected RGB ({size}, {size}, 3)")
     elif out.shape == masked.shape and not (out != masked).any():
@@ -226,7 +257,11 @@ def check_result(path, info, masked: np.ndarray, observed: int) -> list[str]:
     return problems
 
 
-def _one_request(client, settings: dict, seed: int, timeout: float) -> dict:
+Compare = Callable[[int, np.ndarray], dict]  # (seed, pixels of a whole answer) -> fields for its record
+
+
+def _one_request(client, settings: dict, seed: int, timeout: float, compare: Compare | None = None) -> dict:
+    """Send one request, poll its queue status, check the answer; `compare` also sees its pixels."""
     from gradio_client import handle_file
     from gradio_client.utils import Status
 
@@ -252,7 +287,11 @@ def _one_request(client, settings: dict, seed: int, timeout: float) -> dict:
         masked, observed = _expected(settings["image"], seed, settings["density"])
         problems = check_result(path, info, masked, observed)
         rec["psnr"] = info.get("psnr") if isinstance(info, dict) else None
+        rec["file"] = Path(path).name if path else None  # the server's file name, kept by the client
         rec["ok"], rec["error"] = not problems, "; ".join(problems) or None
+        if compare is not None and not problems:
+            rec.update(compare(seed, _decode(path)[1]))
+            rec["ok"] = not rec.get("mismatch")
     except Exception as e:  # one failed request is a counted error, not the end of the run
         rec["done"] = time.time()
         rec["error"] = f"{type(e).__name__}: {e}"
@@ -260,7 +299,7 @@ def _one_request(client, settings: dict, seed: int, timeout: float) -> dict:
 
 
 def _client_thread(cid: int, url: str, settings: dict, seeds: list[int], barrier: threading.Barrier,
-                   out: list[dict], timeout: float) -> None:
+                   out: list[dict], timeout: float, compare: Compare | None = None) -> None:
     from gradio_client import Client
 
     client, error = None, None
@@ -273,7 +312,7 @@ def _client_thread(cid: int, url: str, settings: dict, seeds: list[int], barrier
     except threading.BrokenBarrierError:
         pass
     for seed in seeds:
-        rec = _one_request(client, settings, seed, timeout) if client else \
+        rec = _one_request(client, settings, seed, timeout, compare) if client else \
             {"seed": seed, "ok": False, "error": error, "submit": time.time(), "done": time.time()}
         out.append({"client": cid, **rec})
 
@@ -410,12 +449,134 @@ def run_loadtest(clients: int = 16, requests: int = 5, arch: str | None = None, 
 
 def failed(report: dict) -> bool:
     q = report["queue"]
+    if report.get("mode") == "mix":
+        return bool(report["failures"] or report["mismatches"] or q["overlapping_pairs"]
+                    or q["max_concurrent"] > 1 or q["executions_logged"] < report["requests"] + report[
+                        "reference"]["requests"])
     return bool(report["errors"] or q["overlapping_pairs"] or q["max_concurrent"] > 1
                 or q["executions_logged"] < report["requests"] + 1)
 
 
+
+# ---- identical + different requests at once (--mix) ------------------------------------------------
+def _group(recs: list[dict]) -> dict:
+    return {"requests": len(recs), "ok": sum(r["ok"] for r in recs),
+            "failures": sum(bool(r["error"]) for r in recs), "mismatches": sum(bool(r.get("mismatch")) for r in recs),
+            "distinct_files": len({r["file"] for r in recs if r.get("file")})}
+
+
+def run_mixed(identical: int = 8, different: int = 8, requests: int = 2, arch: str | None = None,
+              steps: int = 20, solver: str = "euler", density: float = 0.2, image: str | Path = SAMPLE,
+              pretrained: str | None = None, timeout: float = 900.0, tolerance: int = 0) -> dict:
+    """References from one client, then I identical + D different clients at once (module docstring)."""
+    arch = arch or default_arch(pretrained)
+    settings = {"image": Path(image), "arch": arch, "density": density, "steps": steps, "solver": solver,
+                "downloads": tempfile.mkdtemp(prefix="asf_loadtest_dl_")}
+    seeds = [[0] * requests for _ in range(identical)]  # seed 0: the one identical request
+    seeds += [list(range(1 + d * requests, 1 + (d + 1) * requests)) for d in range(different)]
+    distinct = sorted({s for client in seeds for s in client})
+    refs: dict[int, np.ndarray] = {}
+
+    def keep(seed: int, pixels: np.ndarray) -> dict:
+        refs[seed] = pixels
+        return {}
+
+    def compare(seed: int, pixels: np.ndarray) -> dict:
+        ref = refs.get(seed)
+        if ref is None:
+            return {"mismatch": f"no single-client reference for seed {seed}"}
+        diff = int(np.abs(pixels.astype(np.int16) - ref).max())  # uint8 levels
+        bad = diff > tolerance
+        return {"max_abs_diff": diff, "differing_pixels": int((pixels != ref).any(-1).sum()),
+                "mismatch": f"differs from the single-client result by up to {diff} levels" if bad else None}
+
+    load_start = getattr(os, "getloadavg", lambda: None)()
+    with Server(pretrained) as server:
+        reference: list[dict] = []
+        t_ref = time.time()
+        _client_thread(-1, server.url, settings, distinct, threading.Barrier(1), reference, timeout, keep)
+        ref_wall = time.time() - t_ref
+        barrier, out = threading.Barrier(len(seeds)), []
+        threads = [threading.Thread(target=_client_thread, daemon=True, args=(
+            c, server.url, settings, client, barrier, out, timeout, compare)) for c, client in enumerate(seeds)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        logged = server.records()
+        startup_s = server.startup_s
+    shutil.rmtree(settings["downloads"], ignore_errors=True)
+    for rec in out:
+        rec["group"] = "identical" if rec["client"] < identical else "different"
+    config = next((r for r in logged if r["kind"] == "config"), {})
+    runs = [r for r in logged if r["kind"] == "run"]  # seeds repeat here: a list, not keyed by seed
+    pairs, most = _overlaps(runs)
+    lat = [r["latency_s"] for r in out if r.get("latency_s") is not None]
+    t0, t1 = min(r["submit"] for r in out), max(r["done"] for r in out)
+    diffs = [r["max_abs_diff"] for r in out if "max_abs_diff" in r]
+    messages = [f"reference seed {r['seed']}: {r['error']}" for r in reference if not r["ok"]]
+    messages += [f"client {r['client']} ({r['group']}) seed {r['seed']}: {r['error'] or r['mismatch']}"
+                 for r in out if not r["ok"]]
+    ref_group = _group(reference)
+    return {
+        "mode": "mix",
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "load_avg_start": load_start,
+                    "load_avg_end": getattr(os, "getloadavg", lambda: None)(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {"identical_clients": identical, "different_clients": different,
+                     "requests_per_client": requests, "arch": arch, "steps": steps, "solver": solver,
+                     "density": density, "image": Path(image).name, "tolerance": tolerance,
+                     "seeds": f"identical: 0; different: 1..{different * requests}"},
+        "server": {**{k: v for k, v in config.items() if k != "kind"}, "startup_s": round(startup_s, 2)},
+        "reference": {**ref_group, "wall_s": round(ref_wall, 3),
+                      "cold_first_request_s": round(reference[0]["latency_s"], 3)
+                      if reference and reference[0].get("latency_s") else None},
+        # a reference that failed fails the run: its requests then count as mismatches as well
+        "requests": len(out), "ok": sum(r["ok"] for r in out),
+        "failures": ref_group["failures"] + sum(bool(r["error"]) for r in out),
+        "mismatches": sum(bool(r.get("mismatch")) for r in out),
+        "by_group": {g: _group([r for r in out if r["group"] == g]) for g in ("identical", "different")},
+        "max_abs_diff": max(diffs, default=None), "compared": len(diffs),
+        "error_messages": messages[:20],
+        "latency_s": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "max": _pct(lat, 100)},
+        "wall_s": round(t1 - t0, 3),
+        "throughput_rps": round(len(out) / (t1 - t0), 4) if t1 > t0 else None,
+        "queue": {"executions_logged": len(runs), "executions_failed": sum(not r["ok"] for r in runs),
+                  "overlapping_pairs": pairs, "max_concurrent": most},
+        "per_request": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+                        for r in sorted(out, key=lambda r: (r["client"], r["submit"]))],
+    }
+
 # ---- output -----------------------------------------------------------------------------------------
+def _mix_rows(report: dict) -> list[tuple[str, str]]:
+    s, q, ref, lat, f = report["settings"], report["queue"], report["reference"], report["latency_s"], _fmt
+    groups = [(f"{g} clients", f"{b['ok']} ok, {b['failures']} failed, {b['mismatches']} mismatched of "
+                               f"{b['requests']}; {b['distinct_files']} distinct files")
+              for g, b in report["by_group"].items()]
+    return [
+        ("failures / mismatches", f"{report['failures']} / {report['mismatches']} (of {report['requests']} "
+                                  f"concurrent + {ref['requests']} reference requests)"),
+        *groups,
+        ("largest pixel difference", f"{f(report['max_abs_diff'])} uint8 levels over {report['compared']} "
+                                     f"compared images (tolerance {s['tolerance']})"),
+        ("single-client references", f"{ref['ok']} ok of {ref['requests']} in {f(ref['wall_s'])} s "
+                                     f"(cold first {f(ref['cold_first_request_s'])} s)"),
+        ("latency p50 / p95 / max", f"{f(lat['p50'])} / {f(lat['p95'])} / {f(lat['max'])} s "
+                                    "(submit -> result)"),
+        ("throughput", f"{f(report['throughput_rps'])} requests/s over {f(report['wall_s'])} s"),
+        ("executions at once", f"max {q['max_concurrent']}, overlapping pairs {q['overlapping_pairs']} "
+                               f"({q['executions_logged']} logged, {q['executions_failed']} raised)"),
+        ("setting", f"{s['identical_clients']} identical + {s['different_clients']} different clients x "
+                    f"{s['requests_per_client']} requests, {s['arch']}, {s['steps']} {s['solver']} steps, "
+                    f"density {s['density']}; app start {f(report['server']['startup_s'])} s"),
+    ]
+
+
 def rows(report: dict) -> list[tuple[str, str]]:
+    if report.get("mode") == "mix":
+        return _mix_rows(report)
     s, q, m, lat = report["settings"], report["queue"], report["memory"], report["latency_s"]
     run, wait, f = report["server_run_s"], report["queue_wait_s"], _fmt
     return [
@@ -450,7 +611,30 @@ def table(report: dict) -> str:
     return "\n".join([*lines, "FAILED" if failed(report) else "PASSED"])
 
 
+def _mix_markdown(report: dict, note: str = "") -> str:
+    mach, s = report["machine"], report["settings"]
+    load = " / ".join(f"{x:.2f}" for x in mach["load_avg_start"]) if mach["load_avg_start"] else "n/a"
+    verdict = "; ".join(report["error_messages"][:5]) or "every answer whole and equal to its reference."
+    body = ["# Concurrent identical and different `/reconstruct` requests", "",
+            (f"Measured {report['date']} with `{report.get('command', 'python -m app.loadtest --mix')}`: "
+             "the real `app.py` in a subprocess on 127.0.0.1. One client first sends each distinct request "
+             f"once and keeps the result; then {s['identical_clients']} clients send the same request "
+             f"(seed 0) and {s['different_clients']} send distinct seeds, all at once, and every answer is "
+             "decoded and compared with the single-client result of its request."), "",
+            f"- Machine: {mach['cpu_count']} CPUs, load average (1/5/15 min) {load} at the start; "
+            f"Gradio {report['server'].get('gradio')}, Python {mach['python']}.",
+            *([f"- {note}"] if note else []), "",
+            "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows(report)], "",
+            f"**{'FAILED' if failed(report) else 'PASSED'}**: {verdict}", "",
+            ("A *failure* is an answer that is not a whole S×S RGB PNG (missing, empty, truncated, wrong "
+             "size) or an error; a *mismatch* is a whole image whose pixels differ from the reference by "
+             "more than the tolerance. Per-request figures are in the JSON file beside this one.")]
+    return "\n".join(body) + "\n"
+
+
 def markdown(report: dict, note: str = "") -> str:
+    if report.get("mode") == "mix":
+        return _mix_markdown(report, note)
     mach, srv = report["machine"], report["server"]
     limits = ", ".join(f"`{e['concurrency_id']}` limit {e['concurrency_limit']}"
                        for e in srv.get("reconstruct", []))
@@ -484,6 +668,17 @@ def markdown(report: dict, note: str = "") -> str:
     return "\n".join(body) + "\n"
 
 
+def _mix_counts(text: str) -> tuple[int, int]:
+    """'8+8' -> (8, 8): identical and different clients."""
+    try:
+        identical, different = (int(x) for x in text.split("+"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I+D such as 8+8, got {text!r}") from None
+    if identical < 0 or different < 0 or identical + different == 0:
+        raise argparse.ArgumentTypeError(f"expected two counts >= 0, not both 0, got {text!r}")
+    return identical, different
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=16)
@@ -496,6 +691,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", default=None,
                    help="checkpoint folder (default $ASF_PRETRAINED_DIR, else pretrained/)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per request")
+    p.add_argument("--mix", type=_mix_counts, default=None, metavar="I+D",
+                   help="I clients sending one identical request and D sending different ones, at once, "
+                        "each answer compared with its single-client result (e.g. 8+8)")
+    p.add_argument("--tolerance", type=int, default=0, help="with --mix: uint8 levels an answer may differ")
     p.add_argument("--json", default=None, metavar="OUT")
     p.add_argument("--markdown", default=None, metavar="OUT")
     p.add_argument("--note", default="", help="a line for the markdown (e.g. what else shares the CPUs)")
@@ -504,8 +703,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.serve:
         serve()
         return 0
-    report = run_loadtest(a.clients, a.requests, a.arch, a.steps, a.solver, a.density, a.image,
-                          a.pretrained, a.timeout)
+    if a.mix:
+        report = run_mixed(*a.mix, a.requests, a.arch, a.steps, a.solver, a.density, a.image, a.pretrained,
+                           a.timeout, a.tolerance)
+    else:
+        report = run_loadtest(a.clients, a.requests, a.arch, a.steps, a.solver, a.density, a.image,
+                              a.pretrained, a.timeout)
     shown = [x for x in (sys.argv[1:] if argv is None else argv)  # the note is shown apart
              if x not in ("--note", a.note) and not x.startswith("--note=")]
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""

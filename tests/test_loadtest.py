@@ -54,3 +54,29 @@ def test_overlaps():
     assert loadtest._overlaps(back_to_back) == (0, 1)  # touching is not overlapping
     assert loadtest._overlaps([{"start": 0.0, "end": 2.0}, {"start": 1.0, "end": 3.0},
                                {"start": 1.5, "end": 1.8}]) == (2, 3)
+
+
+@pytest.mark.slow
+def test_identical_and_different_requests_at_once_all_come_back_whole_and_right(tmp_path):
+    # 8 clients send one identical request and 8 send different ones, all at once (issue: identical
+    # numpy outputs once shared one cached file that concurrent calls rewrote: empty or cut images)
+    report = loadtest.run_mixed(identical=8, different=8, requests=2, arch="tps",
+                                pretrained=str(tiny_checkpoints(tmp_path)))
+    assert report["requests"] == 32 and report["compared"] == 32, report["error_messages"]
+    assert report["failures"] == 0 and report["mismatches"] == 0, report["error_messages"]
+    assert report["by_group"]["identical"]["distinct_files"] == 16  # one file per answer, never shared
+    assert report["max_abs_diff"] == 0 and not loadtest.failed(report)
+    assert "PASSED" in loadtest.markdown(report)
+
+
+def test_a_wrong_or_cut_answer_is_caught(tmp_path):
+    masked, observed = loadtest._expected(SAMPLE, seed=0, density=0.2)
+    info = {"psnr": 21.5, "observed": observed, "size": 32}
+    good = tmp_path / "good.png"
+    Image.open(SAMPLE).convert("RGB").save(good)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert "does not decode" in loadtest.check_result(cut, info, masked, observed)[0]
+    assert "empty image file" in loadtest.check_result(empty, info, masked, observed)[0]
