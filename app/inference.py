@@ -7,7 +7,7 @@
         ...                                             # Frame per step, then one Result
 
 Numpy in, numpy out: images are uint8 (H, W, 3), masks bool (H, W). Methods are the architecture
-names of asf_core.models.MODELS (one checkpoint each in pretrained/<name>/, MAMBA one per d_state)
+names of asf_core.models.MODELS (one checkpoint each in pretrained/<name>_grid/, MAMBA one per d_state)
 and the baselines `tps` and `biharmonic`. Models load lazily on first use and stay cached.
 Randomness comes from torch.Generator seeded by `seed`: the same seed gives the same image, and
 because x_0 = [interp +] σ·ε draws ε first from a fresh generator, the same ε for every model.
@@ -48,13 +48,14 @@ SOLVERS = tuple(METHODS)
 D_STATES = (8, 16, 32)
 MAX_STEPS, MAX_SAMPLES = 100, 16
 OUT_SIZES = (32, 64, 128)  # output grids; the models were trained on 32×32
+# the release recipe (docs/grid_encoder.md): the shared grid encoder, then each mixer on it, frozen
 _TRAIN = ("python -m asf_core.train --arch {arch} --preset small{extra} --source interp --sigma 0.3 "
-          "--max-steps 30000 "
-          "--data-dir DIR --out runs/{name} && "
+          "--encoder-from pretrained/grid_encoder_small --freeze-encoder --max-steps 300 --lr 5e-4 "
+          "--warmup-steps 50 --data-dir DIR --out runs/{name} && "
           "python -m asf_core.export --run runs/{name} --out pretrained/{name}")
 EXPECTED = {  # the released checkpoints the app looks for, and how to make each one
-    "perceiver_io_small": ("perceiver_io", ""), "local_implicit_small": ("local_implicit", ""),
-    **{f"mamba_d{d}": ("mamba", f" --model-overrides d_state={d}") for d in D_STATES},
+    "perceiver_io_grid": ("perceiver_io", ""), "local_implicit_grid": ("local_implicit", ""),
+    **{f"mamba_d{d}_grid": ("mamba", f" --model-overrides d_state={d}") for d in D_STATES},
 }
 
 
@@ -81,6 +82,7 @@ class Result:
     samples: list = field(default_factory=list)  # K × (O, O, 3) uint8
     frames: list = field(default_factory=list)  # every Frame, for scrubbing afterwards
     size: int = 32  # O
+    onestep: np.ndarray | None = None  # (O, O, 3) uint8, x̂1 at t = 0 (the model's posterior mean)
     notes: list = field(default_factory=list)  # one sentence each: how the metrics were measured
 
 
@@ -382,7 +384,7 @@ class Reconstructor:
             notes.append(note)
         return Result(image=im.to_uint8(rec.sample[0]), metrics=metrics, seconds=seconds, nfe=rec.nfe,
                       mean=mean, std=std, samples=[im.to_uint8(x[0]) for x in rec.samples], frames=frames,
-                      size=out, notes=notes)
+                      size=out, onestep=im.to_uint8(rec.onestep[0]), notes=notes)
 
     # ---- locality ----------------------------------------------------------------------------
     def locality(self, image: np.ndarray, mask: np.ndarray, method: str, pixel: tuple[int, int], *,

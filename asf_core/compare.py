@@ -1,7 +1,7 @@
 """The architecture comparison table, measured: `python -m asf_core.bench compare`.
 
-    python -m asf_core.bench compare --checkpoint pretrained/perceiver_io_small \
-        --checkpoint pretrained/local_implicit_small --checkpoint pretrained/mamba_d16 \
+    python -m asf_core.bench compare --checkpoint pretrained/perceiver_io_grid \
+        --checkpoint pretrained/local_implicit_grid --checkpoint pretrained/mamba_d16_grid \
         --eval-json docs/eval_standard.json --json docs/compare.json --readme README.md
 
 For each checkpoint, in a fresh process on the same threads and the same batch size: parameters,

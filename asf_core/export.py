@@ -1,6 +1,6 @@
 """Export a training run's EMA weights as a release folder with a model card.
 
-    python -m asf_core.export --run runs/pio --out pretrained/perceiver_io_small [--eval eval.md] [--dtype float16]
+    python -m asf_core.export --run runs/perceiver_io_grid --out pretrained/perceiver_io_grid [--eval eval.md] [--dtype float16]
 
 The release folder holds config.json, model.safetensors (fp16 by default, to stay small enough
 for a Space without LFS) and MODEL_CARD.md: the exact training command, steps, images seen, wall
@@ -22,6 +22,24 @@ from asf_core.checkpoint import WEIGHTS_NAME, CheckpointError, load_model, save_
 from asf_core.train import TrainConfig
 
 MAX_BYTES = 10_000_000
+
+
+# paths a training run records that name the machine it ran on, or its temporary run folders
+PATH_FIELDS = ("out", "data_dir", "init_from", "encoder_from")
+
+
+def released_train(train: dict, name: str) -> dict:
+    """The training record as a release keeps it: `out` becomes runs/NAME, `data_dir` goes (the data
+    is found through $ASF_DATA_DIR), and a checkpoint it started from stays only where it is a
+    committed one (a path under the repository outside runs/), named relative to the repository."""
+    root = Path(__file__).resolve().parents[1]
+    kept = dict(train, out=f"runs/{name}", data_dir="")
+    for key in ("init_from", "encoder_from"):
+        path = Path(train.get(key) or "")
+        where = path.resolve() if str(path) not in ("", ".") else None
+        inside = where is not None and where.is_relative_to(root) and not where.is_relative_to(root / "runs")
+        kept[key] = str(where.relative_to(root)) if inside else ""
+    return kept
 
 
 def training_command(train: dict) -> str:
@@ -95,7 +113,7 @@ def model_card(name: str, config: dict, n_params: int, eval_table: str | None, h
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m asf_core.export", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="training run folder (its best/ is exported)")
-    p.add_argument("--out", required=True, help="release folder, e.g. pretrained/perceiver_io_small")
+    p.add_argument("--out", required=True, help="release folder, e.g. pretrained/perceiver_io_grid")
     p.add_argument("--eval", default=None, help="Markdown table from asf_core.evaluate for the card")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--hardware", default=None, help="what it was trained on (default: this machine)")
@@ -106,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     except CheckpointError as e:
         sys.exit(f"error: {e}")
     config = model.checkpoint_config
+    config["train"] = released_train(config["train"], Path(args.out).name)
     out = save_pretrained(model, args.out, arch=config["arch"], train=config["train"],
                           metrics=config.get("metrics"), dtype=getattr(torch, args.dtype))
     size = (out / WEIGHTS_NAME).stat().st_size

@@ -1,7 +1,7 @@
 """PSNR against the number of function evaluations: `python -m asf_core.bench nfe`.
 
-    python -m asf_core.bench nfe --checkpoint pretrained/perceiver_io_small \
-        --checkpoint pretrained/local_implicit_small --checkpoint pretrained/mamba_d16 \
+    python -m asf_core.bench nfe --checkpoint pretrained/perceiver_io_grid \
+        --checkpoint pretrained/local_implicit_grid --checkpoint pretrained/mamba_d16_grid \
         --data-dir DIR --n 100 --steps 1,2,5,10,20,50 --solvers euler,heun \
         --radii 0.15,0.3,0.45 --json docs/nfe.json --plot docs/nfe.png
 

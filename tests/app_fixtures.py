@@ -13,8 +13,8 @@ import torch
 from asf_core.checkpoint import save_pretrained
 from asf_core.models import build_model
 
-TINY = {"perceiver_io_small": ("perceiver_io", {}), "local_implicit_small": ("local_implicit", {}),
-        "mamba_d8": ("mamba", {"d_state": 8}), "mamba_d16": ("mamba", {"d_state": 16})}
+TINY = {"perceiver_io_grid": ("perceiver_io", {}), "local_implicit_grid": ("local_implicit", {}),
+        "mamba_d8_grid": ("mamba", {"d_state": 8}), "mamba_d16_grid": ("mamba", {"d_state": 16})}
 SAMPLE = Path(__file__).resolve().parents[1] / "app" / "samples" / "cifar_0000_cat.png"
 
 

@@ -6,7 +6,7 @@ run used trained checkpoints.
 
 Skips, saying why, without Playwright or a Chromium (CHROMIUM, else /usr/bin/chromium; Debian:
 `apt-get install chromium`, since `playwright install` needs a download). Runs on the tiny test
-checkpoints unless ASF_PRETRAINED_DIR names a folder with local_implicit_small:
+checkpoints unless ASF_PRETRAINED_DIR names a folder with local_implicit_grid:
     ASF_PRETRAINED_DIR=pretrained ASF_UPDATE_SCREENSHOT=1 pytest tests/test_app_browser.py
 """
 
@@ -39,7 +39,7 @@ def url(tmp_path_factory):
     from app.ui import build_ui
 
     chosen = os.environ.get("ASF_PRETRAINED_DIR")
-    real = bool(chosen and (Path(chosen) / "local_implicit_small" / "config.json").is_file())
+    real = bool(chosen and (Path(chosen) / "local_implicit_grid" / "config.json").is_file())
     folder = chosen if real else tiny_checkpoints(tmp_path_factory.mktemp("pretrained"))
     with serve(build_ui(Reconstructor(folder))) as url:
         yield url, real
@@ -88,6 +88,9 @@ def test_reconstruct_in_browser(url):
             page.locator("#compare").click()
             page.locator("#compare_status").get_by_text(re.compile("^Done")).wait_for(timeout=180_000)
             table = page.locator("#compare_table").inner_text()
+            clipped = page.evaluate("""() => [...document.querySelectorAll('.compare-row label')]
+                .filter(l => l.scrollWidth > l.clientWidth + 1).map(l => l.innerText)""")
+            assert not clipped, f"Compare labels cut short: {clipped}"
             for label in ("Perceiver IO", "Local Implicit", "MAMBA", "Thin-plate spline"):  # all three + a baseline
                 assert label in table, label
             page.screenshot(path=str(artifacts / "app_compare.png"), full_page=True)
@@ -127,5 +130,49 @@ def test_first_visit_every_method_stop_and_new_sample(url):
             status.get_by_text("New input").wait_for(timeout=30_000)
             assert "psnr" not in metrics.inner_text()
             assert page.locator("#result img").count() == 0
+        finally:
+            browser.close()
+
+
+def test_the_page_shows_what_it_teaches(url):
+    """Every sample in view; one sample, the mean of K and x̂1 side by side with why they differ
+    (the note and the detail-by-scale spectrum); the std map with its colour bar; the network's own
+    influence beside the total; the API tab's images at a readable size, and its "Use via API"
+    example on a bundled sample rather than an online image."""
+    url, _ = url
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1200})
+            page.goto(url, timeout=60_000)
+            gallery = page.locator("#samples")
+            gallery.locator("img").first.wait_for(timeout=30_000)
+            frame = gallery.bounding_box()
+            thumbs = [b for b in (t.bounding_box() for t in gallery.locator("button").all()) if b]
+            assert len(thumbs) >= 16
+            assert all(b["x"] + b["width"] <= frame["x"] + frame["width"] + 1 for b in thumbs), "a sample is cut off"
+            page.locator("#method").get_by_text("Perceiver IO", exact=True).click()
+            _set_number(page, "steps", 5)
+            _set_number(page, "samples_k", 2)
+            page.wait_for_timeout(500)
+            page.locator("#run").click()
+            status = page.locator("#status")
+            status.get_by_text("Done").wait_for(timeout=120_000)
+            text = status.inner_text()
+            assert "one sample" in text and "mean of 2" in text and "x̂1" in text, text
+            assert "twice the posterior mean" in page.locator("#note").inner_text()
+            page.locator("#spectrum").get_by_text("fine detail").first.wait_for(timeout=30_000)
+            page.locator("#std .colorbar").first.wait_for(timeout=30_000)
+            result = page.locator("#result img")
+            box = result.bounding_box()
+            result.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+            page.locator("#locality").get_by_text("network's own").wait_for(timeout=60_000)
+            page.locator("#influence_network .js-plotly-plot").wait_for(timeout=30_000)
+            page.get_by_role("tab", name="API").click()
+            image = page.locator("#api_image img")
+            image.wait_for(timeout=30_000)
+            assert image.bounding_box()["height"] > 150, image.bounding_box()
+            page.get_by_role("button", name=re.compile("Use via API")).first.click()
+            page.get_by_text("app/samples/").first.wait_for(timeout=30_000)
         finally:
             browser.close()

@@ -17,9 +17,9 @@ from app.inference import ARCH_LABELS, BASELINE_LABELS, Reconstructor
 from asf_core.checkpoint import save_pretrained
 from asf_core.models import build_model
 
-SOURCES = {"perceiver_io_small": ("perceiver_io", {}, {"source": "interp", "sigma": 0.3}),
-           "local_implicit_small": ("local_implicit", {}, {}),  # noise, σ = 1 (the default)
-           "mamba_d16": ("mamba", {"d_state": 16}, {"source": "noise", "sigma": 0.5})}
+SOURCES = {"perceiver_io_grid": ("perceiver_io", {}, {"source": "interp", "sigma": 0.3}),
+           "local_implicit_grid": ("local_implicit", {}, {}),  # noise, σ = 1 (the default)
+           "mamba_d16_grid": ("mamba", {"d_state": 16}, {"source": "noise", "sigma": 0.5})}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_compare_entries_and_table(rec, image, mask):
     learned = [e for e in entries if e.method in ARCH_LABELS]
     assert all(e.nfe == 4 and e.params > 1000 and e.checkpoint for e in learned)
     assert all(e.params is None and e.nfe == 0 for e in entries if e.method in BASELINE_LABELS)
-    assert learned[2].checkpoint == "mamba_d16"
+    assert learned[2].checkpoint == "mamba_d16_grid"
     df = table(entries)
     assert list(df.columns)[:2] == ["Model", "PSNR (dB)"] and len(df) == len(entries)
     assert df.iloc[-1]["Parameters"].startswith("none")

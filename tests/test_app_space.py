@@ -59,32 +59,32 @@ def test_hub_repo_from_env(monkeypatch):
     assert space.hub_repo() is None and Reconstructor(Path("/nonexistent")).hub_repo is None
     monkeypatch.setenv(space.HUB_ENV, " owner/asf-weights/ ")
     assert space.hub_repo() == "owner/asf-weights"
-    found, errors = space.hub_checkpoints("not a repo id", ["mamba_d16"])
-    assert not found and "not a Hub repository id" in errors["mamba_d16"]
+    found, errors = space.hub_checkpoints("not a repo id", ["mamba_d16_grid"])
+    assert not found and "not a Hub repository id" in errors["mamba_d16_grid"]
 
 
 def test_app_builds_offline_with_uncached_hub_repo(offline, monkeypatch, tmp_path):
     """(d): HF_HUB_OFFLINE=1 and ASF_HUB_REPO naming a repository that is not cached."""
-    if not (SHIPPED / "perceiver_io_small" / "config.json").is_file():
-        pytest.skip("the shipped pretrained/perceiver_io_small is absent")
+    if not (SHIPPED / "perceiver_io_grid" / "config.json").is_file():
+        pytest.skip("the shipped pretrained/perceiver_io_grid is absent")
     repo = f"asf-test/not-cached-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(space.HUB_ENV, repo)
     monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples"))
     from app.ui import build_ui
 
     shipped = tmp_path / "pretrained"  # the shipped checkpoints minus MAMBA, which the Hub should supply
-    for name in ("perceiver_io_small", "local_implicit_small"):
+    for name in ("perceiver_io_grid", "local_implicit_grid"):
         if (SHIPPED / name).is_dir():
             shutil.copytree(SHIPPED / name, shipped / name)
     rec = Reconstructor(shipped)
     assert rec.hub_repo == repo
-    missing = [line for line in rec.missing() if line.startswith("mamba_d16")]
+    missing = [line for line in rec.missing() if line.startswith("mamba_d16_grid")]
     assert missing and repo in missing[0] and "offline" in missing[0]
     assert "python -m asf_core.train" in missing[0]  # and how to make it instead
     demo = build_ui(rec)
     header = demo.config["components"][1]["props"]["value"]
     assert "Missing checkpoints" in header and repo in header
-    assert rec.checkpoints["perceiver_io_small"]["origin"] == "local"
+    assert rec.checkpoints["perceiver_io_grid"]["origin"] == "local"
     image = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
         ROOT / "app" / "samples" / "cifar_0000_cat.png").convert("RGB"))
     mask = rec.make_mask("random", 0.2, 0)
@@ -102,29 +102,29 @@ def _fake_cache(cache: Path, repo: str, names: list[str]) -> None:
     (storage / "refs" / "main").write_text(commit)
     torch.manual_seed(0)
     for name in names:
-        d_state = int(name.rsplit("d", 1)[1])
+        d_state = int(name.split("_")[1][1:])  # mamba_d16_grid -> 16
         save_pretrained(build_model("mamba", "tiny", d_state=d_state), storage / "snapshots" / commit / name,
                         arch="mamba")
 
 
 def test_weights_from_the_hub_cache(offline, monkeypatch, tmp_path):
     repo = "asf-test/asf-weights"
-    _fake_cache(tmp_path / "hub", repo, ["mamba_d16"])
+    _fake_cache(tmp_path / "hub", repo, ["mamba_d16_grid"])
     monkeypatch.setattr(offline.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     local = tmp_path / "pretrained"
-    shutil.copytree(SHIPPED / "perceiver_io_small", local / "perceiver_io_small") \
-        if (SHIPPED / "perceiver_io_small").is_dir() else local.mkdir()
+    shutil.copytree(SHIPPED / "perceiver_io_grid", local / "perceiver_io_grid") \
+        if (SHIPPED / "perceiver_io_grid").is_dir() else local.mkdir()
     rec = Reconstructor(local, hub_repo=repo)
-    assert rec.checkpoints["mamba_d16"]["origin"] == f"hub:{repo}" and "mamba" in rec.methods()
+    assert rec.checkpoints["mamba_d16_grid"]["origin"] == f"hub:{repo}" and "mamba" in rec.methods()
     assert rec.d_states() == [16]
     lines = "\n".join(rec.missing())
-    assert "mamba_d16" not in lines and f"nor from the Hub repo {repo}" in lines  # d8, d32 are not there
+    assert "mamba_d16_grid" not in lines and f"nor from the Hub repo {repo}" in lines  # d8, d32 are not there
     grey = np.full((32, 32, 3), 90, np.uint8)
     res = rec.reconstruct(grey, rec.make_mask("random", 0.2, 0), "mamba", steps=1)
     assert res.image.shape == (32, 32, 3)
     # pretrained/ wins over the Hub: a local copy is never shadowed
-    if (local / "perceiver_io_small").is_dir():
-        assert rec.checkpoints["perceiver_io_small"]["origin"] == "local"
+    if (local / "perceiver_io_grid").is_dir():
+        assert rec.checkpoints["perceiver_io_grid"]["origin"] == "local"
 
 
 def test_first_page_is_ready_and_precomputed(monkeypatch, tmp_path):

@@ -3,7 +3,7 @@ import json
 import torch
 
 from asf_core.checkpoint import load_model
-from asf_core.export import main, training_command
+from asf_core.export import main, released_train, training_command
 from asf_core.train import TrainConfig, train
 
 
@@ -20,6 +20,7 @@ def test_export_writes_a_small_release_with_a_card(tmp_path):
     assert "| tps | 22.9 |" in card and "| 2 | 4 |" in card and "**Status:** an early checkpoint" in card
     config = json.loads((rel / "config.json").read_text())
     assert config["train"]["step"] == 2
+    assert config["train"]["out"] == "runs/rel" and str(tmp_path) not in (rel / "config.json").read_text() + card
     # fp16 on disk, the same model (to fp16 precision) once loaded
     a, b = load_model(run), load_model(rel)
     for (n, p), q in zip(a.state_dict().items(), b.state_dict().values()):
@@ -39,3 +40,11 @@ def test_parametrisation_names_what_the_network_learns():
     assert "Gaussian k-nearest" in plain and "PriorVelocity" not in plain and "window" not in plain
     full = parametrisation({"interp": "tps", "prior": "gaussian", "decoder": "window", "decoder_window": 8})
     assert "thin-plate-spline" in full and "PriorVelocity" in full and "34 slots" in full
+
+
+def test_a_release_records_no_path_of_the_machine_or_of_a_run_folder():
+    kept = released_train({"out": "/tmp/x/runs/s7/mamba", "data_dir": "/home/me/data", "init_from": "runs/s5/pio/best",
+                           "encoder_from": "pretrained/grid_encoder_small", "lr": 1e-3}, "mamba_d8_grid")
+    assert kept == {"out": "runs/mamba_d8_grid", "data_dir": "", "init_from": "",
+                    "encoder_from": "pretrained/grid_encoder_small", "lr": 1e-3}
+    assert released_train({"encoder_from": "/elsewhere/encoder/best"}, "x")["encoder_from"] == ""
