@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, command: str = "") -> dict:
+    """Evaluate; `command` (how it was invoked) is recorded so a table can show what regenerates it."""
     check_fraction(args.fraction)
     check_steps(args.steps)
     check_method(args.solver)
@@ -231,7 +233,7 @@ def run(args: argparse.Namespace) -> dict:
                       generator=torch.Generator().manual_seed(args.seed))
     protocol = {"n": len(images), "images": args.images or "CIFAR-10 test", "mask": args.mask,
                 "fraction": args.fraction, "seed": args.seed, "steps": args.steps,
-                "solver": args.solver, "samples": args.samples, "model_kwargs": model_kwargs}
+                "solver": args.solver, "samples": args.samples, "model_kwargs": model_kwargs, "command": command}
     records = []
     for path, model in zip(args.checkpoint, models):
         rec = evaluate_model(model, images, masks, args, model_kwargs)
@@ -254,9 +256,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        run(args, command=shlex.join(["python", "-m", "asf_core.evaluate", *argv]))
     except (ValueError, DataError, CheckpointError) as e:
         sys.exit(f"error: {e}")
 

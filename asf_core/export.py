@@ -10,6 +10,7 @@ time, hardware, and the evaluation table written by `asf_core.evaluate`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from asf_core.checkpoint import WEIGHTS_NAME, CheckpointError, load_model, save_pretrained
+from asf_core.evaluate import markdown_table
 from asf_core.train import TrainConfig
 
 MAX_BYTES = 10_000_000
@@ -40,6 +42,17 @@ def released_train(train: dict, name: str) -> dict:
         inside = where is not None and where.is_relative_to(root) and not where.is_relative_to(root / "runs")
         kept[key] = str(where.relative_to(root)) if inside else ""
     return kept
+
+
+def card_table(eval_json: str | Path, release: str) -> str:
+    """The card's evaluation: this release's row and the baselines' from an `asf_core.evaluate` JSON,
+    with the command that regenerates them."""
+    data = json.loads(Path(eval_json).read_text())
+    rows = [r for r in data["methods"] if r["kind"] == "baseline" or Path(r.get("checkpoint", "")).name == release]
+    if not any(r["kind"] == "model" for r in rows):
+        raise ValueError(f"{eval_json} has no record of {release}; evaluate pretrained/{release} into it first")
+    command = data["protocol"].get("command")
+    return markdown_table(rows, data["protocol"]) + (f"\n```bash\n{command}\n```\n" if command else "")
 
 
 def training_command(train: dict) -> str:
@@ -115,10 +128,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True, help="training run folder (its best/ is exported)")
     p.add_argument("--out", required=True, help="release folder, e.g. pretrained/perceiver_io_grid")
     p.add_argument("--eval", default=None, help="Markdown table from asf_core.evaluate for the card")
+    p.add_argument("--eval-json", default=None,
+                   help="JSON from asf_core.evaluate: the card shows this release's row and the baselines'")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--hardware", default=None, help="what it was trained on (default: this machine)")
     p.add_argument("--note", default="", help="a status line for the card, e.g. what it falls short of")
     args = p.parse_args(argv)
+    try:  # read before anything is written
+        table = card_table(args.eval_json, Path(args.out).name) if args.eval_json else None
+        table = Path(args.eval).read_text() if args.eval else table
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"error: evaluation table: {e}")
     try:
         model = load_model(args.run)
     except CheckpointError as e:
@@ -130,7 +150,6 @@ def main(argv: list[str] | None = None) -> None:
     size = (out / WEIGHTS_NAME).stat().st_size
     if size > MAX_BYTES:
         sys.exit(f"error: {out / WEIGHTS_NAME} is {size / 1e6:.1f} MB, over the 10 MB limit for a release")
-    table = Path(args.eval).read_text() if args.eval else None
     n_params = sum(p.numel() for p in model.parameters())
     card = model_card(Path(args.out).name, config, n_params, table, args.hardware or hardware(), args.note)
     (out / "MODEL_CARD.md").write_text(card)

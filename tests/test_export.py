@@ -1,6 +1,9 @@
 import json
 
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from asf_core.checkpoint import load_model
 from asf_core.export import main, released_train, training_command
@@ -48,3 +51,28 @@ def test_a_release_records_no_path_of_the_machine_or_of_a_run_folder():
     assert kept == {"out": "runs/mamba_d8_grid", "data_dir": "", "init_from": "",
                     "encoder_from": "pretrained/grid_encoder_small", "lr": 1e-3}
     assert released_train({"encoder_from": "/elsewhere/encoder/best"}, "x")["encoder_from"] == ""
+
+
+def test_the_card_shows_its_row_and_the_baselines_from_the_evaluation_json(tmp_path):
+    from asf_core.evaluate import main as evaluate
+
+    run, rel = tmp_path / "run", tmp_path / "tiny_release"
+    train(TrainConfig(arch="perceiver_io", preset="tiny", dataset="synthetic", out=str(run), max_steps=1,
+                      batch_size=2, n_queries=8, val_every=1, val_n=2, val_steps=1, device="cpu"))
+    main(["--run", str(run), "--out", str(rel)])
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    evaluate(["--checkpoint", str(rel), "--images", str(images), "--n", "2", "--steps", "2", "--baselines", "tps",
+              "--json", str(tmp_path / "eval.json")])
+    assert json.loads((tmp_path / "eval.json").read_text())["protocol"]["command"].startswith(
+        "python -m asf_core.evaluate --checkpoint")
+    main(["--run", str(run), "--out", str(rel), "--eval-json", str(tmp_path / "eval.json")])
+    card = (rel / "MODEL_CARD.md").read_text()
+    assert "| perceiver_io (tiny_release) |" in card and "| tps |" in card and "python -m asf_core.evaluate" in card
+    # a JSON without this release's row is refused before anything is written
+    before = (rel / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="no record of other"):
+        main(["--run", str(run), "--out", str(tmp_path / "other"), "--eval-json", str(tmp_path / "eval.json")])
+    assert not (tmp_path / "other").exists() and (rel / "model.safetensors").read_bytes() == before
