@@ -9,6 +9,8 @@ same ε: each call seeds a fresh torch.Generator with the seed, and asf_core.rec
     for entry in cmp.compare(image, mask, seed=0, steps=20, solver="euler"): ...   # one per method
     for point in cmp.sweep(image, mask, seed=0): ...                              # PSNR vs steps
 
+Knobs come per method, `knobs={arch: {knob or checkpoint key: value}}`, named as in its spec.
+
 The sweep's PSNR values are cached per (image hash, mask hash, seed, method, solver, steps) in a
 small LRU, so pressing the button again, or adding a solver, only computes what is new.
 """
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.images import InputError
-from app.inference import ARCH_LABELS, BASELINE_LABELS, SOLVERS, Reconstructor
+from app.inference import BASELINE_LABELS, SOLVERS, Reconstructor, arch_specs
 
 SWEEP_STEPS = (1, 2, 5, 10, 20, 50)
 SWEEP_SOLVERS = ("euler", "heun")
@@ -67,38 +69,31 @@ class Comparer:
     def methods(self) -> list[str]:
         return self.rec.methods()
 
-    def _knobs(self, method: str, radius, d_state) -> dict:
-        knobs = {}
-        if method == "local_implicit" and radius is not None:
-            knobs["radius"] = float(radius)
-        if method == "mamba":
-            knobs["d_state"] = int(d_state) if d_state else None
-        return knobs
-
     def _method_id(self, method: str, knobs: dict) -> str:
-        """The method as a cache key: which checkpoint, at which radius."""
-        if method not in ARCH_LABELS:
+        """The method as a cache key: which checkpoint, at which knob values."""
+        if method not in arch_specs():
             return method
-        name = self.rec.checkpoint_name(method, knobs.get("d_state"))
-        return f"{name}@r={knobs['radius']:.4f}" if "radius" in knobs else name
+        key, kwargs = self.rec.split_knobs(method, knobs)
+        name = self.rec.checkpoint_name(method, key)
+        return name + "".join(f"@{k}={v:.4f}" for k, v in sorted(kwargs.items()))
 
     def compare(self, image: np.ndarray, mask: np.ndarray, *, seed: int = 0, steps: int = 20,
-                solver: str = "euler", radius: float | None = None,
-                d_state: int | None = None) -> Iterator[Entry]:
+                solver: str = "euler", knobs: dict[str, dict] | None = None) -> Iterator[Entry]:
         """One Entry per method of `methods()` (learned models first), as each finishes."""
         for method in self.methods():
-            knobs = self._knobs(method, radius, d_state)
-            res = self.rec.reconstruct(image, mask, method, steps=steps, solver=solver, seed=seed, **knobs)
-            learned, d_state_ = method in ARCH_LABELS, knobs.get("d_state")
+            mine = (knobs or {}).get(method, {})
+            res = self.rec.reconstruct(image, mask, method, steps=steps, solver=solver, seed=seed, **mine)
+            learned = method in arch_specs()
+            key = self.rec.split_knobs(method, mine)[0] if learned else None
             yield Entry(method=method, image=res.image, metrics=res.metrics, nfe=res.nfe, seconds=res.seconds,
-                        params=self.rec.param_count(method, d_state_) if learned else None,
-                        checkpoint=self.rec.checkpoint_name(method, d_state_) if learned else None)
+                        params=self.rec.param_count(method, key) if learned else None,
+                        checkpoint=self.rec.checkpoint_name(method, key) if learned else None)
 
     def point(self, image: np.ndarray, mask: np.ndarray, method: str, *, seed: int, solver: str | None,
-              steps: int, radius: float | None = None, d_state: int | None = None) -> Point:
-        """PSNR of one (method, solver, steps) run, from the cache when it was computed before."""
-        knobs = self._knobs(method, radius, d_state)
-        learned = method in ARCH_LABELS
+              steps: int, **knobs) -> Point:
+        """PSNR of one (method, solver, steps) run, from the cache when it was computed before;
+        `knobs` are `method`'s, by their spec names."""
+        learned = method in arch_specs()
         solver, steps = (solver, int(steps)) if learned else (None, 0)
         key = (digest(image), digest(np.asarray(mask, bool)), int(seed), self._method_id(method, knobs),
                solver, steps)
@@ -122,8 +117,7 @@ class Comparer:
 
     def sweep(self, image: np.ndarray, mask: np.ndarray, *, seed: int = 0,
               solvers: tuple[str, ...] = SWEEP_SOLVERS, steps: tuple[int, ...] = SWEEP_STEPS,
-              methods: list[str] | None = None, radius: float | None = None,
-              d_state: int | None = None) -> Iterator[Point]:
+              methods: list[str] | None = None, knobs: dict[str, dict] | None = None) -> Iterator[Point]:
         """PSNR against steps for every learned method and solver (cheapest first), then one point
         per baseline (they take no steps); each Point as soon as it is known."""
         methods = self.methods() if methods is None else methods
@@ -132,12 +126,12 @@ class Comparer:
             raise InputError(f"choose at least one solver from {', '.join(SOLVERS)}"
                              + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
         for method in methods:
-            if method not in ARCH_LABELS and method not in BASELINE_LABELS:
+            if method not in arch_specs() and method not in BASELINE_LABELS:
                 raise InputError(f"unknown method {method!r}")
-        for method in [m for m in methods if m in ARCH_LABELS]:
+        for method in [m for m in methods if m in arch_specs()]:
             for solver in solvers:
                 for n in sorted(steps):
-                    yield self.point(image, mask, method, seed=seed, solver=solver, steps=n, radius=radius,
-                                     d_state=d_state)
+                    yield self.point(image, mask, method, seed=seed, solver=solver, steps=n,
+                                     **(knobs or {}).get(method, {}))
         for method in [m for m in methods if m in BASELINE_LABELS]:
             yield self.point(image, mask, method, seed=seed, solver=None, steps=0)

@@ -2,7 +2,7 @@
 
     progress_figure(frames)         PSNR of x̂1 and mean |v| against t, one point per sampler step
     locality_figure(share, pixel)   a share map on the pixel grid, the clicked pixel, the radius circle
-    scan_path_figure(path, is_obs)  MAMBA's first-layer scan order drawn as a path over the grid
+    scan_path_figure(path, is_obs)  a sequence model's first-layer scan order drawn as a path over the grid
     sweep_figure(points, labels)    Compare tab: PSNR against steps per model and solver, baselines flat
     spectrum_figure(curves)         radially averaged power spectra: the mean is blurrier than a sample
     std_figure(std)                 the per-pixel std of K samples, with its colour bar
@@ -84,8 +84,9 @@ def locality_figure(share: np.ndarray, pixel: tuple[int, int], title: str, radiu
 
 
 def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int],
-                     pixel: tuple[int, int] | None = None) -> go.Figure:
-    """The scan order (T, 2) of (row, col): a line through the tokens, coloured by position."""
+                     pixel: tuple[int, int] | None = None, label: str = "") -> go.Figure:
+    """The scan order (T, 2) of (row, col): a line through the tokens, coloured by position;
+    `label` names the model in the title."""
     h, w = shape
     order = np.arange(len(path))
     fig = go.Figure(go.Scatter(x=path[:, 1], y=path[:, 0], mode="lines", hoverinfo="skip", name="path",
@@ -101,7 +102,7 @@ def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int
     if pixel is not None:
         fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", name="clicked pixel",
                                  marker=dict(symbol="x", size=11, color="red")))
-    fig.update_layout(title="MAMBA scan order (first layer)", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    fig.update_layout(title=f"{label} scan order (first layer)".strip(), legend=dict(orientation="h", y=-0.2), **_LAYOUT)
     _grid_axes(fig, h, w)
     return fig
 

@@ -30,7 +30,10 @@ from PIL import Image
 
 from app import figures, scores
 from app.compare import SWEEP_STEPS, Comparer
-from app.inference import ARCH_LABELS, BASELINE_LABELS, MAX_SAMPLES, MAX_STEPS, OUT_SIZES, Frame, Reconstructor, Result
+from app.controls import controls, knobs_by_arch
+from app.inference import (
+    BASELINE_LABELS, MAX_SAMPLES, MAX_STEPS, OUT_SIZES, Frame, Reconstructor, Result, arch_labels, arch_specs,
+)
 from app.space import gpu
 from asf_core.sampling import METHODS
 
@@ -40,7 +43,7 @@ ORIGINAL_MIN, ORIGINAL_MAX = 192, 384  # the uploaded original is shown about th
 STREAM_EVERY = 0.08  # seconds between streamed frames (every step is still stored)
 PLOT_EVERY = 0.5  # seconds between chart updates while streaming
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
-LABELS = {**ARCH_LABELS, "tps": "Thin-plate spline", "biharmonic": "Biharmonic"}
+DISPLAY_BASELINES = {"tps": "Thin-plate spline", "biharmonic": "Biharmonic"}
 _STOP: dict[str, threading.Event] = {}  # session hash -> Stop pressed
 _OUT = Path(tempfile.mkdtemp(prefix="asf_app_"))
 KEEP_SECONDS = 3600  # result files are served for an hour, then removed
@@ -98,13 +101,18 @@ def samples() -> list[tuple[str, str]]:
     return [(str(p), p.stem.split("_", 2)[-1]) for p in files]
 
 
+def labels() -> dict[str, str]:
+    """{method: its display name}: the served architectures (from their specs), then the baselines."""
+    return {**arch_labels(), **DISPLAY_BASELINES}
+
+
 def method_key(name: str) -> str:
-    """'Local Implicit', 'local_implicit', 'thin-plate spline', 'tps' ... -> the method key."""
+    """A label or a key, any case, '-' / '_' / ' ' alike ('Thin-plate spline', 'tps' ...) -> the method key."""
     text = str(name).strip().lower().replace("-", " ").replace("_", " ")
-    for key, label in {**LABELS, **BASELINE_LABELS}.items():
+    for key, label in {**labels(), **BASELINE_LABELS}.items():
         if text in (key.replace("_", " "), label.lower().replace("-", " ")):
             return key
-    raise gr.Error(f"unknown architecture {name!r}; choose from {', '.join(LABELS.values())}")
+    raise gr.Error(f"unknown architecture {name!r}; choose from {', '.join(labels().values())}")
 
 
 def up(image: np.ndarray | None) -> np.ndarray | None:
@@ -121,7 +129,7 @@ def _handlers(key: int) -> Handlers:
 
 def table(entries: list) -> pd.DataFrame:
     """Compare entries (app.compare.Entry) -> one row per model."""
-    rows = [[LABELS[e.method], e.metrics["psnr"], e.metrics["ssim"], e.metrics["psnr_missing"], e.nfe,
+    rows = [[labels()[e.method], e.metrics["psnr"], e.metrics["ssim"], e.metrics["psnr_missing"], e.nfe,
              round(e.seconds, 3), f"{e.params:,}" if e.params is not None else "none (no learning)"]
             for e in entries]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
@@ -143,6 +151,7 @@ class Handlers:
 
     def __init__(self, rec: Reconstructor):
         self.rec, self.comparer = rec, Comparer(rec)
+        self.controls = controls(rec)  # the knob controls' order: their values come in this order
         _LIVE[id(self)] = self
 
     def __reduce__(self):  # ZeroGPU pickles the arguments of @gpu functions, self included
@@ -195,10 +204,11 @@ class Handlers:
                 gr.update(visible=False), "", figures.spectrum_figure({}))
 
     def knob_visibility(self, method_label: str):
-        """Show each knob only where it applies: radius, d_state, then steps/solver/samples."""
+        """Show each knob only where it applies: every control of `self.controls` (its
+        architecture's only), then steps/solver/samples (every learned model's)."""
         key = method_key(method_label)
-        model = key in ARCH_LABELS
-        return (gr.update(visible=key == "local_implicit"), gr.update(visible=key == "mamba"),
+        model = key in arch_specs()
+        return (*(gr.update(visible=c.arch == key) for c in self.controls),
                 gr.update(visible=model), gr.update(visible=model), gr.update(visible=model))
 
 
@@ -206,7 +216,7 @@ class Handlers:
     @staticmethod
     def _frame_status(f: Frame, steps: int, method: str) -> str:
         psnr = "" if f.psnr is None else f" · PSNR(x̂1) {f.psnr:.2f} dB"
-        return f"**{LABELS[method]}** · step {f.step}/{steps} · t = {f.t:.3f} · NFE {f.nfe}{psnr}"
+        return f"**{labels()[method]}** · step {f.step}/{steps} · t = {f.t:.3f} · NFE {f.nfe}{psnr}"
 
     @staticmethod
     def _png(image: np.ndarray, name: str) -> str:
@@ -251,9 +261,9 @@ class Handlers:
             quality = "PSNR: " + " · ".join(parts)
         else:
             quality = f"PSNR {m['psnr']:.2f} dB"
-        return (f"{word}: **{LABELS[method]}**{side} · {quality} · SSIM {m['ssim']:.3f} · "
+        return (f"{word}: **{labels()[method]}**{side} · {quality} · SSIM {m['ssim']:.3f} · "
                 f"{result.seconds:.2f} s · NFE {result.nfe}. "
-                + ("Click a pixel of the result for its locality maps." if method in ARCH_LABELS else ""))
+                + ("Click a pixel of the result for its locality maps." if method in arch_specs() else ""))
 
     @staticmethod
     def _lesson(result: Result) -> str:
@@ -277,12 +287,12 @@ class Handlers:
         if method != "tps":
             with user_errors():
                 spline = self.rec.reconstruct(state["image"], state["mask"], "tps", out_size=out)
-            images[LABELS["tps"]] = spline.image
+            images[labels()["tps"]] = spline.image
         if result.onestep is not None:
             images["x̂1 (posterior mean)"] = result.onestep
         if result.mean is not None:
             images[f"mean of {len(result.samples)}"] = result.mean
-        images["one sample" if method in ARCH_LABELS else LABELS[method]] = result.image
+        images["one sample" if method in arch_specs() else labels()[method]] = result.image
         detail = None if original is None else {k: scores.fine_detail(v, original) for k, v in images.items()}
         return figures.spectrum_figure({k: scores.radial_power(v) for k, v in images.items()}, detail)
 
@@ -304,7 +314,7 @@ class Handlers:
         with user_errors():
             result = self.rec.reconstruct(state["image"], state["mask"], method)
         run_ = {"method": method, "out_size": result.size, "steps": 0, "solver": "euler", "seed": 0,
-                "samples": 1, "radius": None, "d_state": None}
+                "samples": 1, "knobs": {}}
         return dict(state={**state, "frames": [], "run": run_},
                     status=self._status(result, method, "Precomputed"), result=up(result.image),
                     metrics=self._summary(result, method),
@@ -312,10 +322,11 @@ class Handlers:
                     spectrum=self._spectrum(state, result, method))
 
     @gpu(duration=120)
-    def run(self, state: dict | None, method_label: str, steps, solver, seed, samples_k,
-            radius, d_state, out_size=None, request: gr.Request = None):
+    def run(self, state: dict | None, method_label: str, steps, solver, seed, samples_k, out_size=None,
+            request: gr.Request = None, *control_values):
         """Stream frames while sampling; outputs: status, x_t, x̂1, chart, result, mean, std, metrics,
-        download, step slider, note, spectrum, state."""
+        download, step slider, note, spectrum, state. `control_values`: one per `self.controls`
+        (after the request, where Gradio puts it: it inserts the request at its parameter's place)."""
         skip = gr.skip()
         self._image_and_mask(state)
         method = method_key(method_label)
@@ -328,14 +339,15 @@ class Handlers:
         steps, samples_k, capped = cap_work(number(steps, "steps", 1, MAX_STEPS, integer=True), solver,
                                             number(samples_k, "samples", 1, MAX_SAMPLES, integer=True), out)
         knobs = dict(steps=steps, solver=solver, seed=number(seed, "seed", 0, SEED_MAX, integer=True),
-                     samples=samples_k, radius=float(radius), d_state=int(d_state) if d_state else None)
+                     samples=samples_k, knobs=self._knobs(control_values).get(method, {}))
         frames, result, last, last_plot = [], None, 0.0, 0.0
-        yield (f"Running **{LABELS[method]}**…", None, None, figures.progress_figure([]), None, None, None,
+        yield (f"Running **{labels()[method]}**…", None, None, figures.progress_figure([]), None, None, None,
                None, gr.update(value=None, visible=False), gr.update(visible=False), self._note(None, out, capped),
                figures.spectrum_figure({}), state)
         with user_errors():
             stream = self.rec.run(state["image"], state["mask"], method, out_size=out,
-                                  reference=(state.get("refs") or {}).get(out), **knobs)
+                                  reference=(state.get("refs") or {}).get(out), steps=knobs["steps"],
+                                  solver=solver, seed=knobs["seed"], samples=samples_k, **knobs["knobs"])
             try:
                 for item in stream:
                     if isinstance(item, Result):
@@ -389,31 +401,32 @@ class Handlers:
 
     # ---- locality -------------------------------------------------------------------------
     def locality(self, state: dict | None, evt: gr.SelectData):
-        """Click on the result -> attention, total influence, the network's own influence, MAMBA scan path,
-        a summary."""
+        """Click on the result -> attention, total influence, the network's own influence, the scan
+        path (of a sequence model), a summary."""
         run_ = (state or {}).get("run")
         if not run_:
             raise gr.Error("Run a model first, then click a pixel of the result.")
-        if run_["method"] not in ARCH_LABELS:
+        if run_["method"] not in arch_specs():
             raise gr.Error("Locality maps are for the learned models; the baselines have no attention.")
         x, y = evt.index[0], evt.index[1]  # pixel of the displayed image: DISPLAY_SIDE px whatever the grid
         s = self.rec.size
         pixel = (min(int(y) * s // DISPLAY_SIDE, s - 1), min(int(x) * s // DISPLAY_SIDE, s - 1))
         with user_errors():
-            loc = self.rec.locality(state["image"], state["mask"], run_["method"], pixel,
-                               radius=run_["radius"], d_state=run_["d_state"])
-        name = LABELS[run_["method"]]
-        attn = figures.locality_figure(loc["attention"], pixel, f"{name} attention at {pixel}",
-                                       loc.get("radius_px"), observed=state["mask"])
+            loc = self.rec.locality(state["image"], state["mask"], run_["method"], pixel, **run_["knobs"])
+        name = labels()[run_["method"]]
+        attn = (figures.locality_figure(loc["attention"], pixel, f"{name} attention at {pixel}",
+                                        loc.get("radius_px"), observed=state["mask"])
+                if loc["attention"] is not None else figures.empty_figure(f"attention: {name} reports none"))
         infl = figures.locality_figure(loc["influence"], pixel, f"Influence on x̂1 at {pixel}: total",
                                        loc.get("radius_px"), observed=state["mask"])
         net = figures.locality_figure(loc["influence_network"], pixel,
                                       f"Influence at {pixel}: network alone (x̂1 − b)", loc.get("radius_px"),
                                       observed=state["mask"])
-        scan = (figures.scan_path_figure(loc["scan_path"], loc["scan_is_obs"], state["mask"].shape, pixel)
-                if "scan_path" in loc else figures.empty_figure("scan order: MAMBA only"))
+        scan = (figures.scan_path_figure(loc["scan_path"], loc["scan_is_obs"], state["mask"].shape, pixel, name)
+                if "scan_path" in loc else figures.empty_figure(f"scan order: {name} reads no sequence"))
         text = (f"Pixel {pixel}: 50% / 90% of the attention lies within {loc['r50_attention']:.1f} / "
-                f"{loc['r90_attention']:.1f} px")
+                f"{loc['r90_attention']:.1f} px" if loc["attention"] is not None
+                else f"Pixel {pixel}: {name} reports no attention")
         if loc["influence_total"] > 0:
             text += (f"; of the total influence within {loc['r50_influence']:.1f} / "
                      f"{loc['r90_influence']:.1f} px (Σ|∂x̂1/∂obs| = {loc['influence_total']:.3f})")
@@ -435,46 +448,50 @@ class Handlers:
         return self.comparer.methods()
 
     @gpu(duration=120)
-    def compare(self, state: dict | None, seed, steps, solver, radius, d_state):
+    def _knobs(self, control_values) -> dict[str, dict]:
+        with user_errors():
+            return knobs_by_arch(self.controls, control_values)
+
+    def compare(self, state: dict | None, seed, steps, solver, *control_values):
         """Every method on the Reconstruct tab's image and mask with one seed -> status, one image
-        per method (as each finishes), the table."""
+        per method (as each finishes), the table. `control_values`: one per `self.controls`."""
         image, mask = self._image_and_mask(state)
         methods, entries = self.compare_methods(), []
-        shown = [gr.update(value=None, label=LABELS[m]) for m in methods]
+        shown = [gr.update(value=None, label=labels()[m]) for m in methods]
         yield (f"Comparing {len(methods)} methods…", *shown, table(entries))
         with user_errors():
             for i, e in enumerate(self.comparer.compare(image, mask, seed=number(seed, "seed", 0, SEED_MAX, integer=True), steps=int(steps),
-                                                         solver=str(solver), radius=radius, d_state=d_state)):
+                                                         solver=str(solver), knobs=self._knobs(control_values))):
                 entries.append(e)
                 shown[i] = gr.update(value=up(e.image),
-                                     label=f"{LABELS[e.method]} · {e.metrics['psnr']:.2f} dB")
-                status = (f"{LABELS[e.method]} finished ({i + 1} of {len(methods)})…" if i + 1 < len(methods)
+                                     label=f"{labels()[e.method]} · {e.metrics['psnr']:.2f} dB")
+                status = (f"{labels()[e.method]} finished ({i + 1} of {len(methods)})…" if i + 1 < len(methods)
                           else f"Done: seed {int(seed or 0)}, {int(steps)} {solver} steps; every model "
                                f"started from the same noise ε.")
                 yield (status, *shown, table(entries))
 
     @gpu(duration=300)
-    def sweep(self, state: dict | None, seed, solvers, radius, d_state):
+    def sweep(self, state: dict | None, seed, solvers, *control_values):
         """PSNR against steps (1 … 50) per model and solver -> status, figure; cached per input."""
         image, mask = self._image_and_mask(state)
         solvers = tuple(solvers or ())
         points, last = [], 0.0
-        learned = [m for m in self.compare_methods() if m in ARCH_LABELS]
+        learned = [m for m in self.compare_methods() if m in arch_specs()]
         total = len(learned) * len(solvers) * len(SWEEP_STEPS) + len(self.compare_methods()) - len(learned)
-        yield "Sweeping…", figures.sweep_figure([], LABELS)
+        yield "Sweeping…", figures.sweep_figure([], labels())
         with user_errors():
             for p in self.comparer.sweep(image, mask, seed=number(seed, "seed", 0, SEED_MAX, integer=True), solvers=solvers, steps=SWEEP_STEPS,
-                                         radius=radius, d_state=d_state):
+                                         knobs=self._knobs(control_values)):
                 points.append(p)
                 now = time.perf_counter()
                 if now - last >= PLOT_EVERY and len(points) < total:
                     last = now
-                    where = LABELS[p.method] + (f" · {p.solver} · {p.steps} steps" if p.solver else "")
+                    where = labels()[p.method] + (f" · {p.solver} · {p.steps} steps" if p.solver else "")
                     yield (f"{len(points)} of {total}: {where}: {p.psnr:.2f} dB",
-                           figures.sweep_figure(points, LABELS))
+                           figures.sweep_figure(points, labels()))
         cached = sum(p.cached for p in points)
         yield (f"Done: {len(points)} points ({cached} from the cache), seed {int(seed or 0)}.",
-               figures.sweep_figure(points, LABELS))
+               figures.sweep_figure(points, labels()))
 
     # ---- public API -----------------------------------------------------------------------
     @gpu(duration=60)

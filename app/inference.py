@@ -3,12 +3,14 @@
     rec = Reconstructor("pretrained")
     prepared = rec.prepare(uint8_image)                 # any size / mode -> 32×32 (original kept)
     mask = rec.make_mask("random", 0.2, seed=0)         # (32, 32) bool, True = observed
-    for item in rec.run(prepared.image, mask, "local_implicit", steps=20, solver="euler", seed=0):
+    for item in rec.run(prepared.image, mask, rec.methods()[0], steps=20, solver="euler", seed=0):
         ...                                             # Frame per step, then one Result
 
-Numpy in, numpy out: images are uint8 (H, W, 3), masks bool (H, W). Methods are the architecture
-names of asf_core.models.MODELS (one checkpoint each in pretrained/<name>_grid/, MAMBA one per d_state)
-and the baselines `tps` and `biharmonic`. Models load lazily on first use and stay cached.
+Numpy in, numpy out: images are uint8 (H, W, 3), masks bool (H, W). Methods are the architectures
+of asf_core.models.SPECS that the app serves (`spec.in_app`), each with the checkpoints named in
+`spec.releases` (several when the spec has a `checkpoint_key`), and the baselines `tps` and
+`biharmonic`. Run-time knobs are keyword arguments named as in each spec (`spec.knobs`, and its
+`checkpoint_key` to pick a checkpoint). Models load lazily on first use and stay cached.
 Randomness comes from torch.Generator seeded by `seed`: the same seed gives the same image, and
 because x_0 = [interp +] σ·ε draws ε first from a fresh generator, the same ε for every model.
 `out_size` (32, 64, 128) queries the field on a finer grid from the same S×S observations; with a
@@ -38,14 +40,14 @@ from app import scores, space
 from app.images import InputError, Prepared
 from asf_core.checkpoint import CheckpointError, load_model, read_config
 from asf_core.metrics import psnr, to_unit
+from asf_core.models import SPECS, ArchSpec
+from asf_core.models.knobs import Knob
 from asf_core.reconstruct import reconstruct
 from asf_core.sampling import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCH_LABELS = {"perceiver_io": "Perceiver IO", "local_implicit": "Local Implicit", "mamba": "MAMBA"}
 BASELINE_LABELS = {"tps": "thin-plate spline", "biharmonic": "biharmonic"}
 SOLVERS = tuple(METHODS)
-D_STATES = (8, 16, 32)
 MAX_STEPS, MAX_SAMPLES = 100, 16
 OUT_SIZES = (32, 64, 128)  # output grids; the models were trained on 32×32
 # the release recipe (docs/grid_encoder.md): the shared grid encoder, then each mixer on it, frozen
@@ -53,10 +55,26 @@ _TRAIN = ("python -m asf_core.train --arch {arch} --preset small{extra} --source
           "--encoder-from pretrained/grid_encoder_small --freeze-encoder --max-steps 300 --lr 5e-4 "
           "--warmup-steps 50 --data-dir DIR --out runs/{name} && "
           "python -m asf_core.export --run runs/{name} --out pretrained/{name}")
-EXPECTED = {  # the released checkpoints the app looks for, and how to make each one
-    "perceiver_io_grid": ("perceiver_io", ""), "local_implicit_grid": ("local_implicit", ""),
-    **{f"mamba_d{d}_grid": ("mamba", f" --model-overrides d_state={d}") for d in D_STATES},
-}
+
+
+# read at every call, not copied at import: an architecture registered later is served too
+def arch_specs() -> dict[str, ArchSpec]:
+    """The architectures the app serves, in registry order."""
+    return {name: spec for name, spec in SPECS.items() if spec.in_app}
+
+
+def arch_labels() -> dict[str, str]:
+    return {name: spec.label for name, spec in arch_specs().items()}
+
+
+def expected() -> dict[str, tuple[str, str]]:
+    """The released checkpoints the app looks for: {name: (arch, its training command's extra flags)}."""
+    out = {}
+    for spec in arch_specs().values():
+        for name, overrides in spec.releases.items():
+            extra = ",".join(f"{k}={v}" for k, v in overrides.items())
+            out[name] = (spec.name, f" --model-overrides {extra}" if extra else "")
+    return out
 
 
 @dataclass
@@ -122,12 +140,18 @@ class Reconstructor:
     @staticmethod
     def _entry(folder: Path, origin: str = "local") -> dict:
         config = read_config(folder)
-        return {"arch": config["arch"], "path": folder, "d_state": config["model"].get("d_state"),
-                "metrics": config.get("metrics", {}), "origin": origin}
+        spec = SPECS.get(config["arch"])
+        key = spec.checkpoint_key if spec is not None else None
+        try:  # the knobs' ranges are the checkpoint's own (what it was trained over)
+            knobs = spec.knobs_of(config["model"]) if spec is not None else {}
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{folder}: model config does not build ({e})") from None
+        return {"arch": config["arch"], "path": folder, "key": config["model"].get(key) if key else None,
+                "knobs": knobs, "metrics": config.get("metrics", {}), "origin": origin}
 
     def _discover_hub(self) -> None:
         """Fill the released names pretrained/ lacks from the Hub (cache first when offline)."""
-        wanted = [n for n in EXPECTED if n not in self.checkpoints and n not in self.broken]
+        wanted = [n for n in expected() if n not in self.checkpoints and n not in self.broken]
         found, self.hub_errors = space.hub_checkpoints(self.hub_repo, wanted)
         for name, folder in found.items():
             try:
@@ -137,24 +161,26 @@ class Reconstructor:
 
     def methods(self) -> list[str]:
         """Runnable methods: architectures with a checkpoint, then the baselines."""
-        archs = [a for a in ARCH_LABELS if any(c["arch"] == a for c in self.checkpoints.values())]
+        archs = [a for a in arch_specs() if any(c["arch"] == a for c in self.checkpoints.values())]
         return archs + list(BASELINE_LABELS)
 
-    def d_states(self) -> list[int]:
-        return sorted({c["d_state"] for c in self.checkpoints.values() if c["arch"] == "mamba"})
+    def checkpoint_values(self, arch: str) -> list:
+        """The values of `arch`'s checkpoint key among its checkpoints found (empty without a key)."""
+        return sorted({c["key"] for c in self.checkpoints.values() if c["arch"] == arch and c["key"] is not None})
 
-    def radius_range(self) -> tuple[float, float, float]:
-        """(min, max, default) radius of the Local Implicit checkpoint, from its config."""
-        names = [n for n, c in self.checkpoints.items() if c["arch"] == "local_implicit"]
-        if not names:
-            return 0.1, 0.5, 0.3
-        cfg = read_config(self.checkpoints[self.checkpoint_name("local_implicit")]["path"])["model"]
-        return cfg.get("radius_min", 0.1), cfg.get("radius_max", 0.5), cfg.get("local_radius", 0.3)
+    def default_checkpoint_value(self, arch: str):
+        """The key value served when none is asked for: the spec's default if found, else the first."""
+        values, spec = self.checkpoint_values(arch), SPECS[arch]
+        return spec.checkpoint_default if spec.checkpoint_default in values else (values or [None])[0]
+
+    def knobs(self, arch: str) -> dict[str, Knob]:
+        """`arch`'s run-time knobs with the ranges of the checkpoint that serves it, from its config."""
+        return self.checkpoints[self.checkpoint_name(arch)]["knobs"]
 
     def missing(self) -> list[str]:
         """One line per expected checkpoint that is absent or unreadable, with how to make it."""
         lines = [f"{name}: unreadable ({msg})" for name, msg in self.broken.items()]
-        for name, (arch, extra) in EXPECTED.items():
+        for name, (arch, extra) in expected().items():
             if name not in self.checkpoints and name not in self.broken:
                 hub = (f", nor from the Hub repo {self.hub_repo} ({self.hub_errors[name]})"
                        if name in self.hub_errors else "")
@@ -162,24 +188,42 @@ class Reconstructor:
                              f"`{_TRAIN.format(arch=arch, extra=extra, name=name)}`")
         return lines
 
-    def checkpoint_name(self, arch: str, d_state: int | None = None) -> str:
-        """The checkpoint that serves `arch` (for MAMBA the one with `d_state`, default 16)."""
+    def checkpoint_name(self, arch: str, key=None) -> str:
+        """The checkpoint that serves `arch`: for a spec with a checkpoint key, the one whose config
+        has `key` there (default: `default_checkpoint_value`)."""
         names = [n for n, c in self.checkpoints.items() if c["arch"] == arch]
-        if arch == "mamba":
-            states = self.d_states()
-            want = int(d_state) if d_state is not None else (16 if 16 in states else (states or [None])[0])
-            names = [n for n in names if self.checkpoints[n]["d_state"] == want]
+        spec = SPECS.get(arch)
+        label = spec.label if spec is not None else arch
+        if spec is not None and spec.checkpoint_key:
+            values = self.checkpoint_values(arch)
+            cast = type(spec.checkpoint_default) if spec.checkpoint_default is not None else (lambda v: v)
+            want = self.default_checkpoint_value(arch) if key in (None, "") else cast(key)
+            names = [n for n in names if self.checkpoints[n]["key"] == want]
             if not names:
-                raise InputError(f"no MAMBA checkpoint with d_state={want} in {self.root} "
-                                 f"(available: {', '.join(map(str, states)) or 'none'})")
+                raise InputError(f"no {label} checkpoint with {spec.checkpoint_key}={want} in {self.root} "
+                                 f"(available: {', '.join(map(str, values)) or 'none'})")
         if not names:
-            label = ARCH_LABELS.get(arch, arch)
             raise InputError(f"no {label} checkpoint in {self.root}; see the list of missing checkpoints")
-        preferred = [n for n in names if n in EXPECTED]
+        preferred = [n for n in names if n in expected()]
         return (preferred or names)[0]
 
-    def model(self, arch: str, d_state: int | None = None) -> torch.nn.Module:
-        name = self.checkpoint_name(arch, d_state)
+    def split_knobs(self, arch: str, knobs: dict) -> tuple[object, dict]:
+        """(checkpoint key value, forward keyword arguments) of `arch` from knobs named as in the
+        specs; knobs of other architectures are left out (the Compare tab passes every one), None
+        values are not set, and a name no served architecture knows is an InputError."""
+        served = arch_specs()
+        known = {n for c in self.checkpoints.values() if c["arch"] in served for n in c["knobs"]}
+        known |= {s.checkpoint_key for s in served.values() if s.checkpoint_key}
+        unknown = sorted(set(knobs) - known)
+        if unknown:
+            raise InputError(f"unknown knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        spec = SPECS[arch]
+        key = knobs.get(spec.checkpoint_key) if spec.checkpoint_key else None
+        mine = self.checkpoints[self.checkpoint_name(arch, key)]["knobs"]
+        return key, {n: float(v) for n, v in knobs.items() if n in mine and v is not None}
+
+    def model(self, arch: str, key=None) -> torch.nn.Module:
+        name = self.checkpoint_name(arch, key)
         with self._lock:  # two sessions asking at once load it once
             if name not in self._models:
                 try:
@@ -188,11 +232,11 @@ class Reconstructor:
                     raise InputError(f"checkpoint {name} cannot be loaded: {e}") from None
             return self._models[name]
 
-    def param_count(self, method: str, d_state: int | None = None) -> int | None:
+    def param_count(self, method: str, key=None) -> int | None:
         """Trainable parameters of the checkpoint serving `method` (None for a baseline)."""
-        if method not in ARCH_LABELS:
+        if method not in arch_specs():
             return None
-        return sum(p.numel() for p in self.model(method, d_state).parameters())
+        return sum(p.numel() for p in self.model(method, key).parameters())
 
     # ---- images and masks --------------------------------------------------------------------
     def prepare(self, image) -> Prepared:
@@ -231,8 +275,8 @@ class Reconstructor:
         if image.shape != (self.size, self.size, 3) or image.dtype != np.uint8:
             image = self.prepare(image).image
         mask = im.check_mask(mask, self.size)
-        if method not in ARCH_LABELS and method not in BASELINE_LABELS:
-            known = ", ".join([*ARCH_LABELS, *BASELINE_LABELS])
+        if method not in arch_specs() and method not in BASELINE_LABELS:
+            known = ", ".join([*arch_specs(), *BASELINE_LABELS])
             raise InputError(f"unknown method {method!r}; choose from {known}")
         if int(steps) != steps or not 1 <= steps <= MAX_STEPS:
             raise InputError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps}")
@@ -244,17 +288,16 @@ class Reconstructor:
 
     # ---- reconstruction ----------------------------------------------------------------------
     def run(self, image: np.ndarray, mask: np.ndarray, method: str, *, steps: int = 20,
-            solver: str = "euler", seed: int = 0, samples: int = 1, radius: float | None = None,
-            d_state: int | None = None, out_size: int | None = None,
-            reference: np.ndarray | None = None) -> Iterator[Frame | Result]:
+            solver: str = "euler", seed: int = 0, samples: int = 1, out_size: int | None = None,
+            reference: np.ndarray | None = None, **knobs) -> Iterator[Frame | Result]:
         """Reconstruct, yielding a Frame before every step and after the last, then one Result.
 
         The sampler runs in a worker thread that waits for each Frame to be taken, so closing the
         generator (a Stop button) stops sampling between steps; the baselines yield only a Result.
         `out_size` O queries the field on an O×O grid; `reference` (O, O, 3) is the truth there.
+        `knobs`: run-time knobs and the checkpoint key by their spec names (see `split_knobs`).
         """
-        job = self._job(image, mask, method, steps, solver, seed, samples, radius, d_state, out_size,
-                        reference)
+        job = self._job(image, mask, method, steps, solver, seed, samples, out_size, reference, **knobs)
         if method in BASELINE_LABELS:
             yield self._baseline(job)
             return
@@ -268,18 +311,17 @@ class Reconstructor:
             return self._baseline(job)
         return self._result(job, self._integrate(job, None), [])
 
-    def _job(self, image, mask, method, steps, solver, seed, samples, radius=None, d_state=None,
-             out_size=None, reference=None) -> dict:
+    def _job(self, image, mask, method, steps, solver, seed, samples, out_size=None, reference=None,
+             **knobs) -> dict:
         """Checked inputs of one reconstruction, as tensors, with its start time."""
         image, mask = self._check(image, mask, method, steps, solver, samples)
         out, reference = self._check_out(out_size, reference)
         job = dict(method=method, truth=im.to_tensor(image), mask=torch.from_numpy(mask)[None], out=out,
                    reference=reference, steps=int(steps), solver=solver, seed=int(seed),
                    samples=int(samples), kwargs={}, start=time.perf_counter())
-        if method in ARCH_LABELS:
-            job["model"] = self.model(method, d_state)
-            if method == "local_implicit" and radius is not None:
-                job["kwargs"] = {"radius": float(radius)}
+        if method in arch_specs():
+            key, job["kwargs"] = self.split_knobs(method, knobs)
+            job["model"] = self.model(method, key)
         return job
 
     def _baseline(self, job: dict) -> Result:
@@ -387,15 +429,16 @@ class Reconstructor:
                       size=out, onestep=im.to_uint8(rec.onestep[0]), notes=notes)
 
     # ---- locality ----------------------------------------------------------------------------
-    def locality(self, image: np.ndarray, mask: np.ndarray, method: str, pixel: tuple[int, int], *,
-                 radius: float | None = None, d_state: int | None = None) -> dict:
-        """Attention and gradient-influence maps for output pixel (row, col); see app.locality."""
+    def locality(self, image: np.ndarray, mask: np.ndarray, method: str, pixel: tuple[int, int],
+                 **knobs) -> dict:
+        """Attention and gradient-influence maps for output pixel (row, col); see app.locality.
+        `attention` is None for an architecture whose spec reports none."""
         from app.locality import locality
 
-        if method not in ARCH_LABELS:
+        if method not in arch_specs():
             raise InputError("locality maps exist for the learned models only, not for the baselines")
         image, mask = self._check(image, mask, method, 1, "euler", 1)
-        kwargs = {"radius": float(radius)} if method == "local_implicit" and radius is not None else {}
-        out = locality(self.model(method, d_state), method, image, mask, pixel, **kwargs)
+        key, kwargs = self.split_knobs(method, knobs)
+        out = locality(self.model(method, key), SPECS[method].attention, image, mask, pixel, **kwargs)
         out["method"] = method
         return out

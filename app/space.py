@@ -5,8 +5,8 @@ heavy handlers carry `@gpu(duration=...)` everywhere. Off ZeroGPU hardware (CPU 
 `spaces.GPU` itself returns the function unchanged, so the decorator never costs anything here.
 
 Weights come from pretrained/ first; a checkpoint missing there is looked up in the Hub repository
-named by $ASF_HUB_REPO ("owner/asf-weights", one sub-folder per checkpoint name such as
-perceiver_io_grid or mamba_d16_grid) through asf_core.checkpoint.from_hub. huggingface_hub's
+named by $ASF_HUB_REPO ("owner/asf-weights", one sub-folder per release name, those
+of each spec's `releases`) through asf_core.checkpoint.from_hub. huggingface_hub's
 snapshot_download answers from its local cache when HF_HUB_OFFLINE=1 or when the Hub cannot be
 reached, so a Space that downloaded once keeps working offline; what neither place has is reported
 with the reason, never raised.

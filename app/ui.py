@@ -20,7 +20,8 @@ from app import handlers as h
 from app.compare import SWEEP_SOLVERS
 from app.handlers import Handlers
 from app.images import KINDS
-from app.inference import ARCH_LABELS, MAX_STEPS, OUT_SIZES, SOLVERS, Reconstructor
+from app.controls import Control
+from app.inference import MAX_STEPS, OUT_SIZES, SOLVERS, Reconstructor, arch_specs
 from app.learn_ui import build_learn_tab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +38,19 @@ CSS = """
 LAUNCH = dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False,
               footer_links=["api", "settings"])
 # 2 CPU cores: one heavy event at a time per listener; a bounded queue answers "full" at once
-# rather than letting waits grow without limit (app/loadtest.py: 16 clients wait ~20 s each)
+# rather than letting waits grow without limit (tools/loadtest.py: 16 clients wait ~20 s each)
 QUEUE = dict(default_concurrency_limit=1, max_size=64)
 IMG = dict(interactive=False, format="png", elem_classes="pixelated")  # lossless, crisp pixels
-HELP = {  # one line per method, shown under the architecture choice
-    "perceiver_io": "Perceiver IO: every pixel reads a 128-latent summary of all observations (global).",
-    "local_implicit": "Local Implicit: every pixel attends to observations and pixels within the radius.",
-    "mamba": "MAMBA: observations and pixels as one Hilbert-curve sequence, scanned both ways by SSMs.",
+BASELINE_HELP = {  # one line per baseline; each architecture's comes from its spec
     "tps": "Thin-plate spline: the smoothest surface through the observed colours (no learning, instant).",
     "biharmonic": "Biharmonic inpainting (scikit-image): solves Δ²u = 0 in the holes (no learning, instant).",
 }
+
+
+def method_help(method: str) -> str:
+    """The one line shown under the architecture choice."""
+    specs = arch_specs()
+    return specs[method].help if method in specs else BASELINE_HELP[method]
 
 
 def _header(rec: Reconstructor) -> str:
@@ -60,16 +64,33 @@ def _header(rec: Reconstructor) -> str:
     return text
 
 
-DEFAULT_ORDER = ("tps", "local_implicit", "perceiver_io", "mamba")
-MAPS_HELP = (
-    "**Where does one pixel look?** Click a pixel of the result. *Attention*: where the model's layers put "
-    "their weights for that pixel (Perceiver IO: rolled out through its latents; Local Implicit: its "
-    "neighbours within the radius; MAMBA: its cross-attention over the scanned sequence). *Influence: "
-    "total*: how much each observed pixel moves the pixel's x̂1, |∂x̂1/∂obs|, at t = 0. Every model adds "
-    "its own estimate b (the thin-plate spline, or the grid encoder's x̂) through its prior velocity, and b "
-    "is shared, so the totals look alike across architectures. *Influence: the network alone*: the same "
-    "for x̂1 − b, the correction the architecture itself adds: here the architectures differ. "
-    "*Scan order* (MAMBA): the order its first layer reads the tokens in.")
+DEFAULT = "tps"
+
+
+def maps_help(methods: list[str]) -> str:
+    """What the locality maps show, with each served architecture's attention read-out."""
+    specs = arch_specs()
+    reads = "; ".join(f"{specs[m].label}: {specs[m].attention_help}" for m in methods
+                      if m in specs and specs[m].attention is not None)
+    return ("**Where does one pixel look?** Click a pixel of the result. *Attention*: where the model's layers "
+            f"put their weights for that pixel ({reads}). *Influence: "
+            "total*: how much each observed pixel moves the pixel's x̂1, |∂x̂1/∂obs|, at t = 0. Every model adds "
+            "its own estimate b (the thin-plate spline, or the grid encoder's x̂) through its prior velocity, "
+            "and b is shared, so the totals look alike across architectures. *Influence: the network alone*: "
+            "the same for x̂1 − b, the correction the architecture itself adds: here the architectures differ. "
+            "*Scan order* (a sequence model): the order its first layer reads the tokens in.")
+
+
+def compare_intro(ev: Handlers) -> str:
+    """The Compare tab's first lines, naming the knobs it takes from the Reconstruct tab."""
+    parts = []
+    for c in ev.controls:
+        whose = "its" if parts else "the Reconstruct tab's"
+        parts.append(f"{h.labels()[c.arch]} at {whose} {c.name}")
+    at = ", ".join(parts)
+    return ("Every available model and baseline on the image and mask of the Reconstruct tab, with its seed: "
+            "every learned model starts from the same noise ε, so the differences come from the models alone"
+            + (f" ({at})." if at else "."))
 RESOLUTION_INFO = ("The models were trained on 32×32 images: at 64 or 128 the same field is queried "
                    "between the pixels, so it interpolates; it adds no detail the observations lack.")
 
@@ -92,20 +113,25 @@ def _relative(path: str) -> str:
 def _examples(methods: list[str], first: str) -> list[list]:
     """API-tab examples: the first sample with each method (cheap settings), then two photos."""
     photos = [p for p, _ in h.samples() if "photo_" in p][:2]
-    rows = [[first, h.LABELS[m], 0.2, 0, 10, "euler"] for m in methods]
-    return rows + [[p, h.LABELS[methods[0]], 0.2, 0, 10, "heun"] for p in photos]
+    rows = [[first, h.labels()[m], 0.2, 0, 10, "euler"] for m in methods]
+    return rows + [[p, h.labels()[methods[0]], 0.2, 0, 10, "heun"] for p in photos]
+
+
+def _control(c: Control, visible: bool):
+    """A slider for a knob, a radio for a checkpoint key (one checkpoint per value)."""
+    if c.choices:
+        return gr.Radio(list(c.choices), value=c.default, label=c.label, info=c.info, visible=visible)
+    return gr.Slider(c.low, c.high, c.default, step=0.01, label=c.label, visible=visible, info=c.info)
 
 
 def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
     rec = rec or Reconstructor()
     ev = Handlers(rec)
     methods = rec.methods()
-    labels = [h.LABELS[m] for m in methods]
+    labels = [h.labels()[m] for m in methods]
     # a learned model becomes the default only once its shipped checkpoint beats thin-plate-spline
     # interpolation by >= 1 dB on the standard protocol; none does yet (see the model cards)
-    default = next((m for m in DEFAULT_ORDER if m in methods), methods[0])
-    r_min, r_max, r_default = rec.radius_range()
-    d_states = rec.d_states()
+    default = DEFAULT if DEFAULT in methods else methods[0]
     first = h.samples()[0][0]
     state0, original0, canvas0 = ev.load(first, None)
     state0, observed0, mask_info0 = ev.make_mask(state0, "random", 20, 0, None)
@@ -138,16 +164,10 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     observed = gr.Image(observed0, label="Observed pixels (grey: hidden)", height=256, **IMG)
                     mask_info = gr.Markdown(mask_info0)
                 with gr.Column(scale=2, min_width=240):
-                    method = gr.Radio(labels, value=h.LABELS[default], label="Architecture", elem_id="method")
-                    method_help = gr.Markdown(HELP[default])
-                    radius = gr.Slider(r_min, r_max, r_default, step=0.01, label="Radius",
-                                       visible=default == "local_implicit",
-                                       info=f"Local Implicit: how far each pixel looks ([-1, 1] units; "
-                                            f"0.1 = {rec.size * 0.05:.1f} px)")
-                    d_state = gr.Radio(d_states, value=16 if 16 in d_states else (d_states or [None])[0],
-                                       label="d_state", info="MAMBA's SSM state size (one checkpoint each)",
-                                       visible=default == "mamba")
-                    knobs = default in ARCH_LABELS
+                    method = gr.Radio(labels, value=h.labels()[default], label="Architecture", elem_id="method")
+                    help_md = gr.Markdown(method_help(default))
+                    controls = [_control(c, visible=c.arch == default) for c in ev.controls]
+                    knobs = default in arch_specs()
                     steps = gr.Slider(1, MAX_STEPS, 20, step=1, label="Steps", visible=knobs, elem_id="steps",
                                       info="ODE steps from noise (t=0) to image (t=1)")
                     solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver", visible=knobs,
@@ -179,7 +199,7 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
             with gr.Row():
                 progress_plot = gr.Plot(figures.progress_figure([]), label="Along the flow", scale=3)
                 spectrum_plot = gr.Plot(init["spectrum"], label="Detail by scale", elem_id="spectrum", scale=2)
-            gr.Markdown(MAPS_HELP)
+            gr.Markdown(maps_help(methods))
             with gr.Row():
                 attn_plot = gr.Plot(figures.empty_figure("click a pixel of the result"), label="Attention",
                                     elem_id="attention")
@@ -190,18 +210,15 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                 scan_plot = gr.Plot(figures.empty_figure(), label="Scan order")
             loc_text = gr.Markdown(elem_id="locality")
         with gr.Tab("Compare"):
-            gr.Markdown("Every available model and baseline on the image and mask of the Reconstruct tab, "
-                        "with its seed: every learned model starts from the same noise ε, so the "
-                        "differences come from the models alone (Local Implicit at the Reconstruct "
-                        "tab's radius, MAMBA at its d_state).")
+            gr.Markdown(compare_intro(ev))
             with gr.Row():
                 cmp_steps = gr.Slider(1, MAX_STEPS, 20, step=1, label="Steps")
                 cmp_solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver")
                 cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare")
             cmp_status = gr.Markdown(elem_id="compare_status")
             with gr.Row(elem_classes="compare-row"):
-                # no buttons: their icons sat on the label ("Local Implicit · 20.79 dB") and cut it short
-                cmp_images = [gr.Image(label=h.LABELS[m], height=200, buttons=[], **IMG)
+                # no buttons: their icons sat on the label ("<model> · 20.79 dB") and cut it short
+                cmp_images = [gr.Image(label=h.labels()[m], height=200, buttons=[], **IMG)
                               for m in ev.compare_methods()]
             cmp_table = gr.Dataframe(h.table([]), headers=h.TABLE_HEADERS, interactive=False,
                                      label="Per model", elem_id="compare_table")
@@ -209,7 +226,7 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                 sweep_solvers = gr.CheckboxGroup(list(SOLVERS), value=list(SWEEP_SOLVERS), label="Solvers")
                 sweep_btn = gr.Button("Sweep steps (1, 2, 5, 10, 20, 50)", elem_id="sweep")
             sweep_status = gr.Markdown(elem_id="sweep_status")
-            sweep_plot = gr.Plot(figures.sweep_figure([], h.LABELS), label="PSNR against steps")
+            sweep_plot = gr.Plot(figures.sweep_figure([], h.labels()), label="PSNR against steps")
         with gr.Tab("Learn") as learn_tab:
             build_learn_tab(learn_tab)
         with gr.Tab("API"):
@@ -220,8 +237,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                 api_image = bundled_example(gr.Image(first, type="filepath", image_mode=None, label="Image",
                                                      height=256, elem_id="api_image"), _relative(first))
                 with gr.Column():
-                    api_arch = gr.Dropdown(labels, value=h.LABELS[default], label="Architecture",
-                                           allow_custom_value=True)  # keys too: "local_implicit"
+                    api_arch = gr.Dropdown(labels, value=h.labels()[default], label="Architecture",
+                                           allow_custom_value=True)  # spec names too
                     api_density = gr.Number(0.2, label="Density (observed fraction in (0, 1])")
                     api_seed = gr.Number(0, precision=0, label="Seed")
                     api_steps = gr.Number(20, precision=0, label="Steps")
@@ -256,10 +273,10 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
         # .input fires once per finished stroke (with the layer); .change is not sent per stroke
         brush.input(ev.make_mask, mask_in, mask_out, trigger_mode="always_last", show_progress="hidden",
                     **private).then(ev.clear_results, None, results, show_progress="hidden", **private)
-        method.change(ev.knob_visibility, method, [radius, d_state, steps, solver, samples_k], **private) \
-            .then(lambda m: HELP[h.method_key(m)], method, method_help, **private)
+        method.change(ev.knob_visibility, method, [*controls, steps, solver, samples_k], **private) \
+            .then(lambda m: method_help(h.method_key(m)), method, help_md, **private)
         run_btn.click(
-            ev.run, [state, method, steps, solver, seed, samples_k, radius, d_state, out_size],
+            ev.run, [state, method, steps, solver, seed, samples_k, out_size, *controls],
             [status, xt_img, x1_img, progress_plot, result_img, mean_img, std_img, metrics, download,
              step_slider, note, spectrum_plot, state], show_progress="hidden", **heavy)
         stop_btn.click(ev.request_stop, None, status, queue=False, **private)
@@ -267,10 +284,10 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                             **private)
         result_img.select(ev.locality, [state], [attn_plot, infl_plot, net_plot, scan_plot, loc_text],
                           show_progress="minimal", show_progress_on=[attn_plot], **heavy)
-        cmp_btn.click(ev.compare, [state, seed, cmp_steps, cmp_solver, radius, d_state],
+        cmp_btn.click(ev.compare, [state, seed, cmp_steps, cmp_solver, *controls],
                       [cmp_status, *cmp_images, cmp_table], show_progress="minimal",
                       show_progress_on=[cmp_status], **heavy)
-        sweep_btn.click(ev.sweep, [state, seed, sweep_solvers, radius, d_state], [sweep_status, sweep_plot],
+        sweep_btn.click(ev.sweep, [state, seed, sweep_solvers, *controls], [sweep_status, sweep_plot],
                         show_progress="minimal", show_progress_on=[sweep_status], **heavy)
         api_in = [api_image, api_arch, api_density, api_seed, api_steps, api_solver]
         api_btn.click(ev.api_reconstruct, api_in, [api_out, api_json],

@@ -57,7 +57,7 @@ def test_knob_visibility(ev):
 
 
 def test_run_scrub_and_locality(ev, state):
-    outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 0.3, None, 32, None))
+    outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 32, None, 0.3, None))
     status, xt, x1, chart, result, mean, std, metrics, download, slider, note, spectrum, state = outs[-1]
     assert status.startswith("Done") and result.shape == (256, 256, 3)
     assert mean["visible"] and mean["value"].shape == (256, 256, 3)
@@ -83,7 +83,7 @@ def test_run_scrub_and_locality(ev, state):
 
 def test_stop(ev, state):
     assert ev.request_stop(None) == gr.skip()  # nothing running: the status line is left alone
-    run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 0.3, 16, 32, None)
+    run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 32, None, 0.3, 16)
     next(run)  # "Running…"
     next(run)  # the first frame
     ev.request_stop(None)
@@ -93,10 +93,10 @@ def test_stop(ev, state):
 
 def test_errors_become_gr_error(ev, state):
     with pytest.raises(gr.Error, match="every pixel"):
-        list(ev.run({**state, "mask": np.ones((32, 32), bool)}, "Local Implicit", 2, "euler", 0, 1, 0.3,
-                    None, 32, None))
+        list(ev.run({**state, "mask": np.ones((32, 32), bool)}, "Local Implicit", 2, "euler", 0, 1, 32,
+                    None, 0.3, None))
     with pytest.raises(gr.Error, match="output resolution"):
-        list(ev.run(state, "Local Implicit", 2, "euler", 0, 1, 0.3, None, 48, None))
+        list(ev.run(state, "Local Implicit", 2, "euler", 0, 1, 48, None, 0.3, None))
     with pytest.raises(gr.Error, match="Pick a sample"):
         list(ev.compare(None, 0, 2, "euler", 0.3, None))
     with pytest.raises(gr.Error, match="solver"):
@@ -148,7 +148,7 @@ def test_unreadable_and_bomb_images_get_a_sentence(ev, state, tmp_path):
 
 
 def test_baseline_run_ends_with_a_slider_gradio_accepts(ev, state):
-    *_, last = ev.run(state, "Thin-plate spline", 20, "euler", 0, 1, 0.3, None, 32, None)
+    *_, last = ev.run(state, "Thin-plate spline", 20, "euler", 0, 1, 32, None, 0.3, None)
     status, slider = last[0], last[9]
     assert status.startswith("Done") and slider["visible"] is False
     assert "one sample" not in status and "PSNR" in status  # a baseline has one fill, no samples

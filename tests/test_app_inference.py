@@ -11,11 +11,11 @@ from PIL import Image
 
 from app import figures
 from app.images import InputError
-from app.inference import ARCH_LABELS, BASELINE_LABELS, SOLVERS, Frame, Reconstructor, Result
+from app.inference import BASELINE_LABELS, SOLVERS, Frame, Reconstructor, Result, arch_labels
 from asf_core.sampling import METHODS
 from tests.app_fixtures import SAMPLE, tiny_checkpoints
 
-ALL = [*ARCH_LABELS, *BASELINE_LABELS]
+ALL = [*arch_labels(), *BASELINE_LABELS]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def rec(tmp_path_factory):
 
 def test_discovery_reports_missing_and_broken(rec, tmp_path):
     assert rec.methods() == ALL
-    assert rec.d_states() == [8, 16]
+    assert rec.checkpoint_values("mamba") == [8, 16]
     missing = "\n".join(rec.missing())
     assert "mamba_d32" in missing and "python -m asf_core.train --arch mamba" in missing
     assert "d_state=32" in missing and "broken" in missing
@@ -34,9 +34,9 @@ def test_discovery_reports_missing_and_broken(rec, tmp_path):
     with pytest.raises(InputError, match="no Perceiver IO checkpoint"):
         empty.model("perceiver_io")
     with pytest.raises(InputError, match="d_state=32"):
-        rec.model("mamba", d_state=32)
-    assert rec.model("mamba", d_state=8) is rec.model("mamba", d_state=8)  # cached
-    assert rec.model("mamba", d_state=8).config.d_state == 8
+        rec.model("mamba", 32)
+    assert rec.model("mamba", 8) is rec.model("mamba", 8)  # cached
+    assert rec.model("mamba", 8).config.d_state == 8
     assert rec.model("mamba").config.d_state == 16  # the default
 
 
@@ -119,7 +119,7 @@ def test_bad_masks(rec, image):
             rec.reconstruct(image, bad, "tps")
 
 
-@pytest.mark.parametrize("method", list(ARCH_LABELS))
+@pytest.mark.parametrize("method", list(arch_labels()))
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_every_model_and_solver(rec, image, mask, method, solver):
     items = list(rec.run(image, mask, method, steps=2, solver=solver, seed=0))
@@ -178,7 +178,7 @@ def test_unknown_method(rec, image, mask):
         rec.reconstruct(image, mask, "diffusion")
 
 
-@pytest.mark.parametrize("method", list(ARCH_LABELS))
+@pytest.mark.parametrize("method", list(arch_labels()))
 def test_locality_maps(rec, image, mask, method):
     loc = rec.locality(image, mask, method, (10, 20), radius=0.3)
     for name in ("attention", "influence"):

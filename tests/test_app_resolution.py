@@ -10,7 +10,7 @@ from PIL import Image
 
 from app import scores
 from app.images import InputError
-from app.inference import ARCH_LABELS, OUT_SIZES, Frame, Reconstructor, Result
+from app.inference import OUT_SIZES, Frame, Reconstructor, Result, arch_labels
 from tests.app_fixtures import SAMPLE, tiny_checkpoints
 
 PHOTO = SAMPLE.with_name("photo_coffee.png")  # 288×192: covers 64 and 128
@@ -38,7 +38,7 @@ def test_references(rec, photo):
 
 
 # MAMBA's reference scan is sequential in the 16k-token length at 128×128 (~4 s a step even tiny)
-@pytest.mark.parametrize("method,out", [(m, o) for m in ARCH_LABELS for o in (64, 128)
+@pytest.mark.parametrize("method,out", [(m, o) for m in arch_labels() for o in (64, 128)
                                         if (m, o) != ("mamba", 128)])
 def test_models_at_finer_grids(rec, photo, mask, method, out):
     ref = rec.references(photo.original)[out]
@@ -116,7 +116,7 @@ def test_handlers_resolution_and_first_page(rec):
     assert first["status"].startswith("Precomputed")
     assert first["result"].shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
     assert first["metrics"]["method"] == "tps" and first["state"]["run"]["method"] == "tps"
-    outs = list(ev.run(state, "Perceiver IO", 3, "euler", 0, 2, 0.3, None, 128, None))
+    outs = list(ev.run(state, "Perceiver IO", 3, "euler", 0, 2, 128, None, 0.3, None))
     status, xt, x1, chart, result, mean, std, metrics, download, slider, note, spectrum, state = outs[-1]
     assert "128×128" in status and result.shape == xt.shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
     assert (result[0::2, 0::2] == result[1::2, 1::2]).all()  # nearest ×2: crisp squares of 2 px

@@ -116,7 +116,7 @@ def test_weights_from_the_hub_cache(offline, monkeypatch, tmp_path):
         if (SHIPPED / "perceiver_io_grid").is_dir() else local.mkdir()
     rec = Reconstructor(local, hub_repo=repo)
     assert rec.checkpoints["mamba_d16_grid"]["origin"] == f"hub:{repo}" and "mamba" in rec.methods()
-    assert rec.d_states() == [16]
+    assert rec.checkpoint_values("mamba") == [16]
     lines = "\n".join(rec.missing())
     assert "mamba_d16_grid" not in lines and f"nor from the Hub repo {repo}" in lines  # d8, d32 are not there
     grey = np.full((32, 32, 3), 90, np.uint8)

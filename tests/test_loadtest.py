@@ -1,4 +1,4 @@
-"""app.loadtest: a small load test against the real app.py in a subprocess (tiny checkpoints, so it
+"""tools.loadtest: a small load test against the real app.py in a subprocess (tiny checkpoints, so it
 does not depend on what pretrained/ holds), plus its checks on hand-made answers and timelines."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from PIL import Image
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 
-from app import loadtest  # noqa: E402
+from tools import loadtest  # noqa: E402
 from tests.app_fixtures import SAMPLE, tiny_checkpoints  # noqa: E402
 
 

@@ -1,8 +1,9 @@
-"""The ASF architectures, chosen by name from one plain dict.
+"""The ASF architectures, chosen by name from one plain dict of specs (asf_core.models.spec).
 
 Every model has the same call signature, state before time:
     v = model(x_t=..., t=..., query_xy=..., obs_xy=..., obs_rgb=...)  # (B, Q, 3)
-and returns (v, maps) with `return_attention=True`.
+and returns (v, maps) with `return_attention=True`. What each architecture is (label, help, knobs,
+checkpoint key, attention read-out) lives in its `SPEC`, beside its model; callers read SPECS.
 """
 
 from __future__ import annotations
@@ -13,15 +14,29 @@ from torch import nn
 
 from asf_core.models import local_implicit, mamba, perceiver_io, unet
 from asf_core.models.encoder import GridEncoderConfig
+from asf_core.models.spec import ArchSpec
 from asf_core.models.values import check_values
 
-# name -> (model class, config class, presets)
-MODELS = {
-    "perceiver_io": (perceiver_io.PerceiverIO, perceiver_io.PerceiverIOConfig, perceiver_io.PRESETS),
-    "local_implicit": (local_implicit.LocalImplicit, local_implicit.LocalImplicitConfig, local_implicit.PRESETS),
-    "mamba": (mamba.MambaField, mamba.MambaConfig, mamba.PRESETS),
-    "unet": (unet.UNetField, unet.UNetConfig, unet.PRESETS),
-}
+SPECS: dict[str, ArchSpec] = {}
+# name -> (model class, config class, presets), kept in step with SPECS by register()
+MODELS: dict[str, tuple] = {}
+
+
+def register(spec: ArchSpec) -> ArchSpec:
+    """Add an architecture (or replace one of that name); it is then buildable and loadable."""
+    SPECS[spec.name] = spec
+    MODELS[spec.name] = (spec.model_cls, spec.config_cls, spec.presets)
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove an architecture added by register() (a test's own, once it is done)."""
+    SPECS.pop(name, None)
+    MODELS.pop(name, None)
+
+
+for _module in (perceiver_io, local_implicit, mamba, unet):
+    register(_module.SPEC)
 
 
 def check_arch(name: str) -> None:

@@ -16,6 +16,8 @@ class Knob:
     low: float  # the range the checkpoint was trained over
     high: float
     default: float
+    help: str = ""  # one line for a user: what turning it does
+    unit: str = ""  # "coords": in image coordinates, [-1, 1] across the image
 
 
 def check_knobs(arch: str, knobs: dict[str, Knob], values: dict) -> dict[str, float]:

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
+from asf_core.models.spec import Attention, ArchSpec, token_xy
 from asf_core.nn import (
     MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
 )
@@ -199,8 +201,7 @@ class LocalImplicit(nn.Module):
 
     def knobs(self) -> dict[str, Knob]:
         """The radius, over the range it was trained at (asf_core.models.knobs)."""
-        c = self.config
-        return {"radius": Knob("radius", "Radius", c.radius_min, c.radius_max, c.local_radius)}
+        return knobs(self.config)
 
     def training_kwargs(self, batch_size: int, generator: torch.Generator) -> dict:
         """Per-step extra forward arguments: a radius per image, uniform in [radius_min, radius_max].
@@ -319,3 +320,27 @@ class LocalImplicit(nn.Module):
             weights = [w.gather(-1, gather) * lists["valid"][:, None] for w in weights]
         return v, {"neighbors": lists["idx"], "valid": lists["valid"], "weights": weights,
                    "radius": r, "n_obs": ctx["obs_xy"].shape[1], "token_xy": ctx["obs_xy"]}
+
+
+def knobs(c: LocalImplicitConfig) -> dict[str, Knob]:
+    """The radius is live: one checkpoint runs at any radius in the range it was trained over."""
+    return {"radius": Knob("radius", "Radius", c.radius_min, c.radius_max, c.local_radius,
+                           help="how far each pixel looks", unit="coords")}
+
+
+def attention(maps: dict, q: int) -> Attention:
+    """The mean over layers and heads of query q's neighbour weights (all inside the radius)."""
+    idx, valid = maps["neighbors"][0, q], maps["valid"][0, q]  # (K,)
+    w = torch.stack([layer[0, :, q] for layer in maps["weights"]]).mean((0, 1)) * valid  # (K,)
+    n_tokens = maps["n_obs"] + maps["neighbors"].shape[1]
+    weights = torch.zeros(n_tokens).index_add_(0, idx, w.float()).numpy()  # (N + Q,)
+    return Attention(weights=np.asarray(weights), token_xy=token_xy(maps), radius=float(maps["radius"][0]))
+
+
+SPEC = ArchSpec(
+    name="local_implicit", label="Local Implicit",
+    help="Local Implicit: every pixel attends to observations and pixels within the radius.",
+    model_cls=LocalImplicit, config_cls=LocalImplicitConfig, presets=PRESETS, knobs=knobs,
+    attention=attention, attention_help="its neighbours within the radius",
+    releases={"local_implicit_grid": {}},
+)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import repeat
@@ -36,6 +37,7 @@ from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
+from asf_core.models.spec import Attention, ArchSpec, token_xy
 from asf_core.nn import (
     Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
 )
@@ -280,7 +282,7 @@ class MambaField(nn.Module):
 
     def knobs(self) -> dict[str, Knob]:
         """Run-time knobs (asf_core.models.knobs): none; d_state, like its other sizes, is fixed by the checkpoint."""
-        return {}
+        return SPEC.knobs(self.config)
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
         """What a forward computes from positions and observations alone: the interpolation, the
@@ -351,3 +353,22 @@ class MambaField(nn.Module):
             return v, {"cross_attention": w, "scan_order": orders[0] if orders else None, "n_obs": n,
                        "token_xy": obs_xy}
         return v
+
+
+def attention(maps: dict, q: int) -> Attention:
+    """Query q's cross-attention over the scanned sequence [obs; queries], and the first layer's order."""
+    order = maps["scan_order"]
+    return Attention(weights=maps["cross_attention"][0, :, q].mean(0).float().numpy(), token_xy=token_xy(maps),
+                     scan_order=None if order is None else np.asarray(order[0].numpy()))
+
+
+D_STATES = (8, 16, 32)  # the released checkpoints, one per state size
+SPEC = ArchSpec(
+    name="mamba", label="MAMBA",
+    help="MAMBA: observations and pixels as one Hilbert-curve sequence, scanned both ways by SSMs.",
+    model_cls=MambaField, config_cls=MambaConfig, presets=PRESETS, attention=attention,
+    attention_help="its cross-attention over the scanned sequence",
+    checkpoint_key="d_state", checkpoint_values=D_STATES, checkpoint_default=16,
+    checkpoint_help="SSM state size (one checkpoint each)",
+    releases={f"mamba_d{d}_grid": {"d_state": d} for d in D_STATES},
+)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from einops import repeat
 from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
+from asf_core.models.spec import Attention, ArchSpec, token_xy
 from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, point_context
 
 
@@ -81,7 +83,7 @@ class PerceiverIO(nn.Module):
 
     def knobs(self) -> dict[str, Knob]:
         """Run-time knobs (asf_core.models.knobs): none; its capacity is fixed by the checkpoint."""
-        return {}
+        return SPEC.knobs(self.config)
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
         """What a forward computes from positions and observations alone: the interpolation, the
@@ -131,3 +133,23 @@ class PerceiverIO(nn.Module):
             return v, {"encoder": w_enc, "processor": w_proc, "decoder": w_dec, "n_obs": obs.shape[1],
                        "token_xy": ctx["obs_xy"]}
         return v
+
+
+def attention(maps: dict, q: int) -> Attention:
+    """Attention rollout (Abnar & Zuidema 2020) of query q through the latents to the input tokens:
+    the decoder row, times each processor block's (A + I)/2 (the residual), times the encoder."""
+    r = maps["decoder"][0, :, q].mean(0)  # (M,)
+    for a in reversed(maps["processor"]):
+        a = a[0].mean(0)  # (M, M)
+        r = r @ (0.5 * a + 0.5 * torch.eye(a.shape[0]))
+    weights = (r @ maps["encoder"][0].mean(0)).float().numpy()  # (N + Q,)
+    return Attention(weights=np.asarray(weights), token_xy=token_xy(maps))
+
+
+SPEC = ArchSpec(
+    name="perceiver_io", label="Perceiver IO",
+    help="Perceiver IO: every pixel reads a 128-latent summary of all observations (global).",
+    model_cls=PerceiverIO, config_cls=PerceiverIOConfig, presets=PRESETS, attention=attention,
+    attention_help="rolled out through its latents",
+    releases={"perceiver_io_grid": {}},
+)

@@ -25,6 +25,7 @@ from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
+from asf_core.models.spec import ArchSpec
 from asf_core.models.encoder import GridEncoder, GridEncoderConfig, UNet, cell_centres
 from asf_core.nn import TimeEmbedding, make_prior
 
@@ -73,7 +74,7 @@ class UNetField(nn.Module):
 
     def knobs(self) -> dict[str, Knob]:
         """Run-time knobs (asf_core.models.knobs): none; its capacity is fixed by the checkpoint."""
-        return {}
+        return SPEC.knobs(self.config)
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
         """The encoder on the query grid, once per solve: {"grid": GridFeatures, "interp": x̂ (B, Q, 3)}."""
@@ -103,3 +104,12 @@ class UNetField(nn.Module):
         if self.prior is not None:
             v = v + self.prior(x_t, t, interp).to(v.dtype)
         return (v, {}) if return_attention else v
+
+
+# no attention to read out (convolutions), and not served by the app: its only shipped checkpoint,
+# pretrained/grid_encoder_small, is the shared encoder's pre-training, not a release to compare
+SPEC = ArchSpec(
+    name="unet", label="U-Net",
+    help="U-Net: a conditional U-Net on the pixel grid; convolutions mix neighbouring pixels.",
+    model_cls=UNetField, config_cls=UNetConfig, presets=PRESETS, attention=None, in_app=False,
+)

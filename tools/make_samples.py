@@ -1,6 +1,6 @@
 """Write the app's bundled sample images (run once; the PNGs are committed, this records provenance).
 
-    python app/samples/make_samples.py --cifar-root DIR   (DIR holds cifar-10-batches-py)
+    python tools/make_samples.py --cifar-root DIR   (DIR holds cifar-10-batches-py)
 
 12 CIFAR-10 test images (the first of each class, then two more) at their native 32×32, and four
 photos from scikit-image's bundled data, downscaled to 192 px on the short side but not cropped, so
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
+SAMPLES = Path(__file__).resolve().parents[1] / "app" / "samples"  # where the app reads them
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -38,12 +38,12 @@ def main() -> None:
     picked += [i for i in range(len(ds.targets)) if i not in picked][:2]
     for i in picked:
         name = ds.classes[ds.targets[i]]
-        Image.fromarray(ds.data[i]).save(HERE / f"cifar_{i:04d}_{name}.png", optimize=True)
+        Image.fromarray(ds.data[i]).save(SAMPLES / f"cifar_{i:04d}_{name}.png", optimize=True)
     for name in PHOTOS:
         im = Image.fromarray(np.asarray(getattr(skimage.data, name)()))
         scale = 192 / min(im.size)
         im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
-        im.save(HERE / f"photo_{name}.png", optimize=True)
+        im.save(SAMPLES / f"photo_{name}.png", optimize=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How fast the app answers, measured through the same Reconstructor the UI calls.
 
-    python -m app.bench                     # every shipped checkpoint, 20 Euler steps, 32x32
-    python -m app.bench --steps 20 --repeats 5 --json docs/app_speed.json
+    python -m tools.app_bench                     # every shipped checkpoint, 20 Euler steps, 32x32
+    python -m tools.app_bench --steps 20 --repeats 5 --json docs/app_speed.json
 
 For each method it times, on a bundled sample with a 20% random mask: the first streamed frame
 after the call (what the user waits for after clicking), the whole run, and a locality map for one
@@ -21,7 +21,7 @@ import time
 import torch
 
 from app.handlers import samples
-from app.inference import ARCH_LABELS, Frame, Reconstructor, Result
+from app.inference import Frame, Reconstructor, Result, arch_specs
 
 TARGETS = {"first_frame_s": 1.0, "run_s": 3.0, "locality_s": 1.0}
 
@@ -59,7 +59,7 @@ def bench(rec: Reconstructor, methods: list[str], steps: int, solver: str, repea
                "cold_run_s": cold["run_s"], "psnr": runs[-1]["psnr"]}
         for key in ("first_frame_s", "run_s"):
             row[key] = statistics.median(r[key] for r in runs)
-        if method in ARCH_LABELS:
+        if method in arch_specs():
             time_locality(rec, image, mask, method)  # warm-up
             row["locality_s"] = statistics.median(time_locality(rec, image, mask, method) for _ in range(repeats))
         rows.append(row)
@@ -83,7 +83,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.app_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="", help="comma-separated (default: every runnable method)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--solver", default="euler")

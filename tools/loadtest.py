@@ -1,10 +1,10 @@
 """Load test of the app's public `/reconstruct` endpoint: many gradio_client clients against one server.
 
-    python -m app.loadtest                                  # 16 clients x 5 requests, first learned model
-    python -m app.loadtest --clients 4 --requests 2 --arch tps
-    python -m app.loadtest --json docs/loadtest.json --markdown docs/loadtest.md
-    python -m app.loadtest --mix 8+8 --requests 2 --arch tps        # identical + different at once
-    python -m app.loadtest --mix 8+8 --requests 2 --arch perceiver_io --steps 10   # a learned model
+    python -m tools.loadtest                                  # 16 clients x 5 requests, first learned model
+    python -m tools.loadtest --clients 4 --requests 2 --arch tps
+    python -m tools.loadtest --json docs/loadtest.json --markdown docs/loadtest.md
+    python -m tools.loadtest --mix 8+8 --requests 2 --arch tps        # identical + different at once
+    python -m tools.loadtest --mix 8+8 --requests 2 --arch NAME --steps 10   # a learned model (its spec name)
 
 It starts the real `app.py` (same Blocks, same queue settings) in a subprocess on 127.0.0.1 at a free
 port, offline, and waits until it answers. One warm-up request loads the model (reported apart, as
@@ -39,7 +39,7 @@ so the learned models are deterministic on one machine too). It guards against i
 sharing one file that a concurrent call rewrites; the report counts the distinct files the
 identical clients were given. `--clients` is unused with `--mix`. The exit status is 1 on any
 failure, mismatch or overlapping execution. The thin-plate spline (`--arch tps`) runs in
-milliseconds; `--arch perceiver_io --steps 10` (or any learned architecture with a checkpoint) runs
+milliseconds; `--arch NAME --steps 10` with a learned architecture's name (any with a checkpoint) runs
 the same check through a model, ~0.1-1 s per request on CPU.
 Symbols: C clients · R requests per client · S model grid side · I identical clients · D different.
 """
@@ -130,7 +130,7 @@ def _free_port() -> int:
 
 
 class Server:
-    """`python -m app.loadtest --serve` in a subprocess; `with Server() as s:` waits until it answers."""
+    """`python -m tools.loadtest --serve` in a subprocess; `with Server() as s:` waits until it answers."""
 
     def __init__(self, pretrained: str | None = None, startup_timeout: float = 240.0):
         self.dir = Path(tempfile.mkdtemp(prefix="asf_loadtest_"))
@@ -147,7 +147,7 @@ class Server:
     def __enter__(self) -> Server:
         start = time.perf_counter()
         with self.out.open("wb") as out:  # a file, not a pipe: a full pipe would block the server
-            self.proc = subprocess.Popen([sys.executable, "-m", "app.loadtest", "--serve"], cwd=ROOT,
+            self.proc = subprocess.Popen([sys.executable, "-m", "tools.loadtest", "--serve"], cwd=ROOT,
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT)
         while time.perf_counter() - start < self.startup_timeout:
             if self.proc.poll() is not None:
@@ -320,9 +320,9 @@ def _client_thread(cid: int, url: str, settings: dict, seeds: list[int], barrier
 # ---- the run ----------------------------------------------------------------------------------------
 def default_arch(pretrained: str | None = None) -> str:
     """The first learned architecture with a checkpoint (app.inference order), else thin-plate spline."""
-    from app.inference import ARCH_LABELS, Reconstructor
+    from app.inference import Reconstructor, arch_specs
 
-    return next((m for m in Reconstructor(pretrained).methods() if m in ARCH_LABELS), "tps")
+    return next((m for m in Reconstructor(pretrained).methods() if m in arch_specs()), "tps")
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -616,7 +616,7 @@ def _mix_markdown(report: dict, note: str = "") -> str:
     load = " / ".join(f"{x:.2f}" for x in mach["load_avg_start"]) if mach["load_avg_start"] else "n/a"
     verdict = "; ".join(report["error_messages"][:5]) or "every answer whole and equal to its reference."
     body = ["# Concurrent identical and different `/reconstruct` requests", "",
-            (f"Measured {report['date']} with `{report.get('command', 'python -m app.loadtest --mix')}`: "
+            (f"Measured {report['date']} with `{report.get('command', 'python -m tools.loadtest --mix')}`: "
              "the real `app.py` in a subprocess on 127.0.0.1. One client first sends each distinct request "
              f"once and keeps the result; then {s['identical_clients']} clients send the same request "
              f"(seed 0) and {s['different_clients']} send distinct seeds, all at once, and every answer is "
@@ -648,7 +648,7 @@ def markdown(report: dict, note: str = "") -> str:
               f"{_fmt(clients * run_p50)} s, against a measured latency p50 of "
               f"{_fmt(report['latency_s']['p50'])} s.") if run_p50 else ""
     body = ["# Load test of `/reconstruct`", "",
-            (f"Measured {report['date']} with `{report.get('command', 'python -m app.loadtest')}`: "
+            (f"Measured {report['date']} with `{report.get('command', 'python -m tools.loadtest')}`: "
              "the real `app.py` in a "
              "subprocess on 127.0.0.1, one warm-up request, then every client thread with its own "
              "`gradio_client.Client` sending its requests one after another."), "",
@@ -712,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = [x for x in (sys.argv[1:] if argv is None else argv)  # the note is shown apart
              if x not in ("--note", a.note) and not x.startswith("--note=")]
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    report["command"] = f"{threads}python -m app.loadtest {' '.join(shown)}".strip()
+    report["command"] = f"{threads}python -m tools.loadtest {' '.join(shown)}".strip()
     print(table(report))
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1) + "\n")
