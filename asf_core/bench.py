@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from asf_core.measure import median, peak_rss, reset_peak_rss, run_isolated, status_bytes
 from asf_core.models import MODELS, check_arch, make_config, model_from_config
 
 OBS_FRACTION = 0.2
@@ -43,37 +44,6 @@ def bench_hooks(arch: str) -> tuple[dict, object]:
     check_arch(arch)
     module = importlib.import_module(MODELS[arch][0].__module__)
     return getattr(module, "BENCH_VARIANTS", {"default": {}}), getattr(module, "bench_estimate_bytes", None)
-
-
-def _status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _peak_rss() -> int:
-    hwm = _status_bytes("VmHWM")
-    if hwm is not None:
-        return hwm
-    import resource  # ru_maxrss is in KiB on Linux, bytes on macOS
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so a peak read later belongs to what follows."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def make_inputs(resolution: int, batch: int, device: torch.device, seed: int = 0) -> dict:
@@ -107,8 +77,8 @@ def measure(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     else:
-        _reset_peak_rss()
-        base = _status_bytes("VmRSS") or _peak_rss()
+        reset_peak_rss()
+        base = status_bytes("VmRSS") or peak_rss()
     times, cpu_times = [], []
     with torch.no_grad():
         for i in range(spec["repeats"] + 1):  # the first run is the warm-up
@@ -119,29 +89,10 @@ def measure(spec: dict) -> dict:
             if i:
                 times.append(time.perf_counter() - t0)
                 cpu_times.append(time.process_time() - c0)
-    peak = (torch.cuda.max_memory_allocated(device) if cuda else _peak_rss()) - base
+    peak = (torch.cuda.max_memory_allocated(device) if cuda else peak_rss()) - base
     # CPU seconds too: on a shared machine the wall clock also counts time spent descheduled
-    return {"seconds": _median(times), "cpu_seconds": _median(cpu_times), "times": times,
+    return {"seconds": median(times), "cpu_seconds": median(cpu_times), "times": times,
             "peak_bytes": int(peak)}
-
-
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
-
-
-def _run_isolated(spec: dict, timeout: float, entry: tuple[str, ...] = ("asf_core.bench", "measure")) -> dict:
-    """`python -m <entry> SPEC` in a fresh process (so its peak memory is its own): its last JSON line."""
-    cmd = [sys.executable, "-m", *entry, json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"reason": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        return {"reason": f"exit code {proc.returncode}: {tail}"}
-    return json.loads(lines[-1])
 
 
 def scaling(args: argparse.Namespace) -> list[dict]:
@@ -173,7 +124,7 @@ def scaling(args: argparse.Namespace) -> list[dict]:
                     except (MemoryError, RuntimeError) as e:  # RuntimeError covers torch's OOM
                         out = {"reason": f"{type(e).__name__}: {str(e)[:200]}"}
                 else:
-                    out = _run_isolated(spec, args.timeout)
+                    out = run_isolated(spec, args.timeout)
                 rec.update(out)
             records.append(rec)
             print(_row(rec), flush=True)
@@ -293,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default=None)
     sub.add_parser("scan", add_help=False, help="selective-scan throughput: the chunked reference "
                    "against a plain loop and a cumsum formulation (options: python -m asf_core.ops.scan_bench -h)")
-    from asf_core import compare, nfe  # compare uses this module's helpers
+    from asf_core import compare, nfe  # their sub-commands; they import nothing from here
 
     compare.add_parser(sub)
     nfe.add_parser(sub)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from asf_core import bench
 from asf_core.checkpoint import load_model
+from asf_core.measure import median, peak_rss, reset_peak_rss, run_isolated, status_bytes
 
 EPOCH_IMAGES = 50_000  # the CIFAR-10 training set
 README_START, README_END = "<!-- bench compare: start -->", "<!-- bench compare: end -->"
@@ -60,7 +60,7 @@ def train_throughput(model: torch.nn.Module, batch: int, n_queries: int, steps: 
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     model.eval()
-    per_step = bench._median(times)
+    per_step = median(times)
     return {"train_images_per_s": batch / per_step, "train_step_seconds": per_step,
             "epoch_minutes": EPOCH_IMAGES / (batch / per_step) / 60}
 
@@ -79,7 +79,7 @@ def sampling_latency(model: torch.nn.Module, batch: int, steps: int, solver: str
         reconstruct(model, images, mask, steps=steps, solver=solver, generator=g)
         if i:
             times.append(time.perf_counter() - t0)
-    return bench._median(times)
+    return median(times)
 
 
 def measure(spec: dict) -> dict:
@@ -94,12 +94,12 @@ def measure(spec: dict) -> dict:
 
 def _measure(spec: dict) -> dict:
     torch.manual_seed(0)
-    bench._reset_peak_rss()
-    base = bench._status_bytes("VmRSS") or bench._peak_rss()
+    reset_peak_rss()
+    base = status_bytes("VmRSS") or peak_rss()
     model = load_model(spec["checkpoint"])
     out = {"arch": model.arch, "params": sum(p.numel() for p in model.parameters())}
     out.update(train_throughput(model, spec["batch"], spec["n_queries"], spec["train_steps"], spec["warmup"]))
-    out["train_peak_bytes"] = int(bench._peak_rss() - base)
+    out["train_peak_bytes"] = int(peak_rss() - base)
     for b in spec["latency_batches"]:
         repeats = spec["repeats"] if b == 1 else 1
         out[f"latency_b{b}_s"] = sampling_latency(model, b, spec["steps"], spec["solver"], repeats)
@@ -217,7 +217,7 @@ def compare(args) -> dict:
     for path in args.checkpoint:
         spec = {**setup, "checkpoint": path}
         rec = {"name": Path(path).resolve().name, "checkpoint": path}
-        rec.update(measure(spec) if args.in_process else bench._run_isolated(spec, args.timeout, ("asf_core.compare",)))
+        rec.update(measure(spec) if args.in_process else run_isolated(spec, args.timeout, ("asf_core.compare",)))
         rec["quality"] = quality.get(rec["name"])
         rows.append(rec)
         print(json.dumps({k: v for k, v in rec.items() if k != "quality"}), flush=True)
