@@ -102,7 +102,8 @@ def scan_path_figure(path: np.ndarray, is_obs: np.ndarray, shape: tuple[int, int
     if pixel is not None:
         fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", name="clicked pixel",
                                  marker=dict(symbol="x", size=11, color="red")))
-    fig.update_layout(title=f"{label} scan order (first layer)".strip(), legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    fig.update_layout(title=f"{label} scan order (first layer)".strip(), legend=dict(orientation="h", y=-0.2),
+                      **_LAYOUT)
     _grid_axes(fig, h, w)
     return fig
 

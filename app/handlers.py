@@ -32,7 +32,14 @@ from app import figures, scores
 from app.compare import SWEEP_STEPS, Comparer
 from app.controls import controls, knobs_by_arch
 from app.inference import (
-    BASELINE_LABELS, MAX_SAMPLES, MAX_STEPS, OUT_SIZES, Frame, Reconstructor, Result, arch_labels, arch_specs,
+    BASELINE_LABELS,
+    MAX_SAMPLES,
+    MAX_STEPS,
+    Frame,
+    Reconstructor,
+    Result,
+    arch_labels,
+    arch_specs,
 )
 from app.space import gpu
 from asf_core.sampling import METHODS
@@ -70,9 +77,11 @@ def number(value, name: str, lo: float, hi: float, integer: bool = False) -> flo
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}", print_exception=False) from None
+        raise gr.Error(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}",
+                       print_exception=False) from None
     if not np.isfinite(x) or not lo <= x <= hi or (integer and x != int(x)):
-        raise gr.Error(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}", print_exception=False)
+        raise gr.Error(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}",
+                       print_exception=False)
     return int(x) if integer else x
 
 
@@ -90,9 +99,9 @@ def cap_work(steps: int, solver: str, samples: int, out: int) -> tuple[int, int,
         return steps, samples, ""
     k = max(1, min(samples, WORK_LIMIT // (steps * per)))
     n = max(1, min(steps, WORK_LIMIT // (k * per)))
-    return n, k, (f"**Capped** so that the queue keeps moving for everyone: {steps} {solver} steps × {samples} "
-                  f"sample(s) at {out}×{out} is {asked:,} query evaluations, over the {WORK_LIMIT:,} one request "
-                  f"may use here; this run used {n} steps × {k} sample(s).")
+    return n, k, (f"**Capped** so that the queue keeps moving for everyone: {steps} {solver} steps × "
+                  f"{samples} sample(s) at {out}×{out} is {asked:,} query evaluations, over the "
+                  f"{WORK_LIMIT:,} one request may use here; this run used {n} steps × {k} sample(s).")
 
 
 def samples() -> list[tuple[str, str]]:
@@ -107,7 +116,7 @@ def labels() -> dict[str, str]:
 
 
 def method_key(name: str) -> str:
-    """A label or a key, any case, '-' / '_' / ' ' alike ('Thin-plate spline', 'tps' ...) -> the method key."""
+    """A label or a key, any case, '-', '_' and ' ' alike ('Thin-plate spline', 'tps' ...) -> its key."""
     text = str(name).strip().lower().replace("-", " ").replace("_", " ")
     for key, label in {**labels(), **BASELINE_LABELS}.items():
         if text in (key.replace("_", " "), label.lower().replace("-", " ")):
@@ -335,15 +344,16 @@ class Handlers:
         stop.clear()
         out = int(out_size or self.rec.size)
         if solver not in METHODS:
-            raise gr.Error(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}", print_exception=False)
+            raise gr.Error(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}",
+                           print_exception=False)
         steps, samples_k, capped = cap_work(number(steps, "steps", 1, MAX_STEPS, integer=True), solver,
                                             number(samples_k, "samples", 1, MAX_SAMPLES, integer=True), out)
         knobs = dict(steps=steps, solver=solver, seed=number(seed, "seed", 0, SEED_MAX, integer=True),
                      samples=samples_k, knobs=self._knobs(control_values).get(method, {}))
         frames, result, last, last_plot = [], None, 0.0, 0.0
         yield (f"Running **{labels()[method]}**…", None, None, figures.progress_figure([]), None, None, None,
-               None, gr.update(value=None, visible=False), gr.update(visible=False), self._note(None, out, capped),
-               figures.spectrum_figure({}), state)
+               None, gr.update(value=None, visible=False), gr.update(visible=False),
+               self._note(None, out, capped), figures.spectrum_figure({}), state)
         with user_errors():
             stream = self.rec.run(state["image"], state["mask"], method, out_size=out,
                                   reference=(state.get("refs") or {}).get(out), steps=knobs["steps"],
@@ -422,7 +432,8 @@ class Handlers:
         net = figures.locality_figure(loc["influence_network"], pixel,
                                       f"Influence at {pixel}: network alone (x̂1 − b)", loc.get("radius_px"),
                                       observed=state["mask"])
-        scan = (figures.scan_path_figure(loc["scan_path"], loc["scan_is_obs"], state["mask"].shape, pixel, name)
+        scan = (figures.scan_path_figure(loc["scan_path"], loc["scan_is_obs"], state["mask"].shape, pixel,
+                                         label=name)
                 if "scan_path" in loc else figures.empty_figure(f"scan order: {name} reads no sequence"))
         text = (f"Pixel {pixel}: 50% / 90% of the attention lies within {loc['r50_attention']:.1f} / "
                 f"{loc['r90_attention']:.1f} px" if loc["attention"] is not None
@@ -460,12 +471,15 @@ class Handlers:
         shown = [gr.update(value=None, label=labels()[m]) for m in methods]
         yield (f"Comparing {len(methods)} methods…", *shown, table(entries))
         with user_errors():
-            for i, e in enumerate(self.comparer.compare(image, mask, seed=number(seed, "seed", 0, SEED_MAX, integer=True), steps=int(steps),
-                                                         solver=str(solver), knobs=self._knobs(control_values))):
+            seed = number(seed, "seed", 0, SEED_MAX, integer=True)
+            entries_ = self.comparer.compare(image, mask, seed=seed, steps=int(steps), solver=str(solver),
+                                             knobs=self._knobs(control_values))
+            for i, e in enumerate(entries_):
                 entries.append(e)
                 shown[i] = gr.update(value=up(e.image),
                                      label=f"{labels()[e.method]} · {e.metrics['psnr']:.2f} dB")
-                status = (f"{labels()[e.method]} finished ({i + 1} of {len(methods)})…" if i + 1 < len(methods)
+                more = i + 1 < len(methods)
+                status = (f"{labels()[e.method]} finished ({i + 1} of {len(methods)})…" if more
                           else f"Done: seed {int(seed or 0)}, {int(steps)} {solver} steps; every model "
                                f"started from the same noise ε.")
                 yield (status, *shown, table(entries))
@@ -480,7 +494,8 @@ class Handlers:
         total = len(learned) * len(solvers) * len(SWEEP_STEPS) + len(self.compare_methods()) - len(learned)
         yield "Sweeping…", figures.sweep_figure([], labels())
         with user_errors():
-            for p in self.comparer.sweep(image, mask, seed=number(seed, "seed", 0, SEED_MAX, integer=True), solvers=solvers, steps=SWEEP_STEPS,
+            seed = number(seed, "seed", 0, SEED_MAX, integer=True)
+            for p in self.comparer.sweep(image, mask, seed=seed, solvers=solvers, steps=SWEEP_STEPS,
                                          knobs=self._knobs(control_values)):
                 points.append(p)
                 now = time.perf_counter()
@@ -511,6 +526,7 @@ class Handlers:
         with user_errors():
             prepared = self.rec.prepare(image)
             mask = self.rec.make_mask("random", density, seed)
-            res = self.rec.reconstruct(prepared.image, mask, method, steps=steps, solver=str(solver), seed=seed)
+            res = self.rec.reconstruct(prepared.image, mask, method, steps=steps, solver=str(solver),
+                                       seed=seed)
         return (self._png(res.image, method),
                 {**self._summary(res, method), "observed": int(mask.sum()), "size": self.rec.size})

@@ -44,9 +44,11 @@ def _open(data: str | Path | bytes) -> Image.Image:
     except FileNotFoundError:
         raise InputError(f"{data}: no such file") from None
     except Image.DecompressionBombError:
-        raise InputError(f"the image claims more than {Image.MAX_IMAGE_PIXELS:,} pixels: please downscale it") from None
+        raise InputError(f"the image claims more than {Image.MAX_IMAGE_PIXELS:,} pixels: please downscale "
+                         "it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise InputError("that file is not an image (PNG, JPEG, WebP, GIF, BMP or TIFF) that can be read") from None
+        raise InputError("that file is not an image (PNG, JPEG, WebP, GIF, BMP or TIFF) that can be "
+                         "read") from None
     _check_size(im.width, im.height)
     try:
         im.seek(0)  # the first frame of an animated GIF / WebP / multi-page TIFF
@@ -187,7 +189,8 @@ def make_mask(kind: str, density: float, seed: int, size: int = 32, brush=None) 
     g = torch.Generator().manual_seed(int(seed))
     region = None
     if kind == "brush":
-        region = torch.from_numpy(~brush_hidden(brush, size) if brush is not None else np.ones((size, size), bool))
+        painted = brush_hidden(brush, size) if brush is not None else np.zeros((size, size), bool)
+        region = torch.from_numpy(~painted)
         if not region.any():
             return np.zeros((size, size), bool)  # everything painted: check_mask explains
         kind = "random"

@@ -166,7 +166,8 @@ class Reconstructor:
 
     def checkpoint_values(self, arch: str) -> list:
         """The values of `arch`'s checkpoint key among its checkpoints found (empty without a key)."""
-        return sorted({c["key"] for c in self.checkpoints.values() if c["arch"] == arch and c["key"] is not None})
+        mine = [c["key"] for c in self.checkpoints.values() if c["arch"] == arch]
+        return sorted({k for k in mine if k is not None})
 
     def default_checkpoint_value(self, arch: str):
         """The key value served when none is asked for: the spec's default if found, else the first."""

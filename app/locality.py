@@ -8,9 +8,9 @@ same gradient influence |∂x̂1(q)/∂obs_i| (asf_core.influence), in two parts
 network alone, |∂(x̂1 - b)(q)/∂obs_i|, where b is the estimate every model adds through its prior
 velocity (the spline, or the grid encoder's x̂). b is shared between architectures and dominates
 the total, so the totals look alike; the network's part is where the mixers differ. Every map is
-normalised to shares (sum 1), so one colour scale compares all architectures. Both are taken at t = 0 with x_t at
-the source's mean (zeros for a noise source, the kNN interpolation for `interp`), where x̂1 is the
-model's posterior mean.
+normalised to shares (sum 1), so one colour scale compares all architectures. Both are taken at
+t = 0 with x_t at the source's mean (zeros for a noise source, the kNN interpolation for `interp`),
+where x̂1 is the model's posterior mean.
 
 Symbols: N observed pixels · Q = S² queries · T = N + Q tokens · M latents · K neighbour slots.
 """
@@ -90,7 +90,8 @@ def locality(model: torch.nn.Module, read_attention: Callable[[dict, int], Atten
         _, maps = model(x_t=x_t, t=torch.zeros(1), query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
                         return_attention=True, **model_kwargs)
         att = read_attention(maps, q)
-    pixels = _token_pixels(obs_xy[0].numpy(), (h, w))  # observations, then queries: what the gradient is taken of
+    # observations, then queries: what the gradient is taken of
+    pixels = _token_pixels(obs_xy[0].numpy(), (h, w))
     grads = {part: gradient_influence(model, q, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, x_t=x_t,
                                       t=0.0, part=part, **model_kwargs)[0].numpy()  # (N,)
              for part in ("total", "network")}

@@ -18,9 +18,9 @@ import gradio as gr
 from app import figures
 from app import handlers as h
 from app.compare import SWEEP_SOLVERS
+from app.controls import Control
 from app.handlers import Handlers
 from app.images import KINDS
-from app.controls import Control
 from app.inference import MAX_STEPS, OUT_SIZES, SOLVERS, Reconstructor, arch_specs
 from app.learn_ui import build_learn_tab
 
@@ -72,13 +72,13 @@ def maps_help(methods: list[str]) -> str:
     specs = arch_specs()
     reads = "; ".join(f"{specs[m].label}: {specs[m].attention_help}" for m in methods
                       if m in specs and specs[m].attention is not None)
-    return ("**Where does one pixel look?** Click a pixel of the result. *Attention*: where the model's layers "
-            f"put their weights for that pixel ({reads}). *Influence: "
-            "total*: how much each observed pixel moves the pixel's x̂1, |∂x̂1/∂obs|, at t = 0. Every model adds "
-            "its own estimate b (the thin-plate spline, or the grid encoder's x̂) through its prior velocity, "
-            "and b is shared, so the totals look alike across architectures. *Influence: the network alone*: "
-            "the same for x̂1 − b, the correction the architecture itself adds: here the architectures differ. "
-            "*Scan order* (a sequence model): the order its first layer reads the tokens in.")
+    return ("**Where does one pixel look?** Click a pixel of the result. *Attention*: where the model's "
+            f"layers put their weights for that pixel ({reads}). *Influence: total*: how much each observed "
+            "pixel moves the pixel's x̂1, |∂x̂1/∂obs|, at t = 0. Every model adds its own estimate b (the "
+            "thin-plate spline, or the grid encoder's x̂) through its prior velocity, and b is shared, so the "
+            "totals look alike across architectures. *Influence: the network alone*: the same for x̂1 − b, "
+            "the correction the architecture itself adds: here the architectures differ. *Scan order* (a "
+            "sequence model): the order its first layer reads the tokens in.")
 
 
 def compare_intro(ev: Handlers) -> str:
@@ -164,7 +164,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     observed = gr.Image(observed0, label="Observed pixels (grey: hidden)", height=256, **IMG)
                     mask_info = gr.Markdown(mask_info0)
                 with gr.Column(scale=2, min_width=240):
-                    method = gr.Radio(labels, value=h.labels()[default], label="Architecture", elem_id="method")
+                    method = gr.Radio(labels, value=h.labels()[default], label="Architecture",
+                                      elem_id="method")
                     help_md = gr.Markdown(method_help(default))
                     controls = [_control(c, visible=c.arch == default) for c in ev.controls]
                     knobs = default in arch_specs()
@@ -172,7 +173,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                                       info="ODE steps from noise (t=0) to image (t=1)")
                     solver = gr.Dropdown(list(SOLVERS), value="euler", label="Solver", visible=knobs,
                                          info="evaluations per step: euler 1, midpoint 2, heun 2, rk4 4")
-                    samples_k = gr.Slider(1, 8, 1, step=1, label="Samples (K)", visible=knobs, elem_id="samples_k",
+                    samples_k = gr.Slider(1, 8, 1, step=1, label="Samples (K)", visible=knobs,
+                                          elem_id="samples_k",
                                           info="K > 1 adds the posterior mean, a per-pixel std map and "
                                                "how well the std predicts the error")
                     out_size = gr.Radio(list(OUT_SIZES), value=OUT_SIZES[0], label="Output resolution",
@@ -184,10 +186,12 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                 with gr.Column(scale=4, min_width=320):
                     with gr.Row():
                         xt_img = gr.Image(label="x_t (state)", height=256, buttons=["fullscreen"], **IMG)
-                        x1_img = gr.Image(label="x̂1 (one-step estimate)", height=256, buttons=["fullscreen"], **IMG)
+                        x1_img = gr.Image(label="x̂1 (one-step estimate)", height=256, buttons=["fullscreen"],
+                                          **IMG)
                     step_slider = gr.Slider(0, 1, 0, step=1, label="Scrub the stored steps", visible=False)
                     with gr.Row():
-                        result_img = gr.Image(init["result"], label="Result (sample 1): click a pixel", height=256,
+                        result_img = gr.Image(init["result"], label="Result (sample 1): click a pixel",
+                                              height=256,
                                               elem_id="result", buttons=["fullscreen"], **IMG)
                         mean_img = gr.Image(label="Mean of the K samples", height=256, visible=False,
                                             elem_id="mean", buttons=["fullscreen"], **IMG)
@@ -198,7 +202,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
                     note = gr.Markdown(init["note"], elem_id="note")
             with gr.Row():
                 progress_plot = gr.Plot(figures.progress_figure([]), label="Along the flow", scale=3)
-                spectrum_plot = gr.Plot(init["spectrum"], label="Detail by scale", elem_id="spectrum", scale=2)
+                spectrum_plot = gr.Plot(init["spectrum"], label="Detail by scale", elem_id="spectrum",
+                                        scale=2)
             gr.Markdown(maps_help(methods))
             with gr.Row():
                 attn_plot = gr.Plot(figures.empty_figure("click a pixel of the result"), label="Attention",
@@ -231,8 +236,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
             build_learn_tab(learn_tab)
         with gr.Tab("API"):
             gr.Markdown("The same reconstruction as one call, also served as the public endpoint "
-                        "`/reconstruct` (see *Use via API* at the foot of the page: its example reads a sample "
-                        "bundled in `app/samples/`, so run it from a clone of the repository).")
+                        "`/reconstruct` (see *Use via API* at the foot of the page: its example reads a "
+                        "sample bundled in `app/samples/`, so run it from a clone of the repository).")
             with gr.Row():
                 api_image = bundled_example(gr.Image(first, type="filepath", image_mode=None, label="Image",
                                                      height=256, elem_id="api_image"), _relative(first))
@@ -256,8 +261,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
 
         # ---- wiring -------------------------------------------------------------------------
         mask_in, mask_out = [state, kind, density, seed, brush], [state, observed, mask_info]
-        results = [status, xt_img, x1_img, result_img, mean_img, std_img, metrics, download, step_slider, note,
-                   spectrum_plot]
+        results = [status, xt_img, x1_img, result_img, mean_img, std_img, metrics, download, step_slider,
+                   note, spectrum_plot]
 
         def remask(event):  # a new mask, then nothing of the previous run stays on screen
             return event.then(ev.make_mask, mask_in, mask_out, **private) \

@@ -55,7 +55,8 @@ def reconstruct_points(
     if query_xy.dim() == 2:
         query_xy = query_xy.expand(b, -1, -1)
     out = [
-        fn(obs_xy[i].double().cpu().numpy(), obs_rgb[i].double().cpu().numpy(), query_xy[i].double().cpu().numpy())
+        fn(obs_xy[i].double().cpu().numpy(), obs_rgb[i].double().cpu().numpy(),
+           query_xy[i].double().cpu().numpy())
         for i in range(b)
     ]
     return torch.from_numpy(np.stack(out)).float().clamp(-1, 1)

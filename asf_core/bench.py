@@ -23,7 +23,6 @@ import argparse
 import importlib
 import json
 import math
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -243,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None)
     s.add_argument("--plot", default=None)
     sub.add_parser("scan", add_help=False, help="selective-scan throughput: the chunked reference "
-                   "against a plain loop and a cumsum formulation (options: python -m asf_core.ops.scan_bench -h)")
+                   "against a plain loop and a cumsum formulation "
+                   "(options: python -m asf_core.ops.scan_bench -h)")
     from asf_core import compare, nfe  # their sub-commands; they import nothing from here
 
     compare.add_parser(sub)

@@ -142,7 +142,8 @@ def remove_orphans(path: str | Path) -> None:
     path = Path(path)
     named = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.(?:.+\.tmp|old)")
     try:
-        entries = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.") and _is_temporary(p.name)]
+        entries = [p for p in path.parent.iterdir()
+                   if p.name.startswith(f".{path.name}.") and _is_temporary(p.name)]
     except OSError:
         return
     for p in sorted(entries, key=lambda p: not p.name.endswith(".old")):  # an old folder may be the only copy
@@ -240,7 +241,8 @@ def bad_values(expected: dict, weights: dict) -> str:
     nonfinite = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     return "; ".join(
         f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-        for label, keys in (("integer where floats belong", ints), ("NaN or infinite values", nonfinite)) if keys
+        for label, keys in (("integer where floats belong", ints),
+                            ("NaN or infinite values", nonfinite)) if keys
     )
 
 
@@ -323,4 +325,5 @@ def load_state(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated / foreign files
-        raise CheckpointError(f"{path}: truncated, corrupt or not a resume state ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: truncated, corrupt or not a resume state "
+                              f"({type(e).__name__}: {e})") from None

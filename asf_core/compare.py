@@ -150,12 +150,14 @@ def render(rows: list[dict], baselines: list[dict], protocol: dict | None, setup
              "| --- | --: | --- | --- | --- |"]
     for r in rows:
         q = r.get("quality")
-        psnr = " / ".join(f"{q[e]['psnr']:.2f}" for e in ("sample", "mean", "onestep")) if q else "not evaluated"
+        psnr = (" / ".join(f"{q[e]['psnr']:.2f}" for e in ("sample", "mean", "onestep")) if q
+                else "not evaluated")
         ssim = " / ".join(f"{q[e]['ssim']:.3f}" for e in ("sample", "mean", "onestep")) if q else "-"
         lines.append(f"| {r['name']} | {r.get('params', 0) / 1e6:.2f}M | {psnr} | {ssim} | "
                      f"{CLAIMS.get(r.get('arch'), {}).get('psnr', '-')} |")
     for b in baselines:
-        lines.append(f"| {b['name']} (baseline) | - | {b['sample']['psnr']:.2f} | {b['sample']['ssim']:.3f} | - |")
+        s = b["sample"]
+        lines.append(f"| {b['name']} (baseline) | - | {s['psnr']:.2f} | {s['ssim']:.3f} | - |")
     if protocol:
         lines += ["", f"Quality: {protocol['n']} {protocol['images']} images, {protocol['fraction']:.0%} "
                       f"{protocol['mask']} masks, seed {protocol['seed']}, {protocol['steps']} "
@@ -175,11 +177,13 @@ def render(rows: list[dict], baselines: list[dict], protocol: dict | None, setup
             f"| {r['name']} | {r['train_images_per_s']:.1f} | {r['epoch_minutes']:.0f} | "
             f"{_ratio(r['epoch_minutes'], ref.get('epoch_minutes'))} | {claim.get('epoch', '-')} | "
             f"{r['train_peak_bytes'] / 2**20:.0f} | "
-            f"{_ratio(r['train_peak_bytes'], ref.get('train_peak_bytes'))} | {claim.get('memory', '-')} | {lat} |")
+            f"{_ratio(r['train_peak_bytes'], ref.get('train_peak_bytes'))} | {claim.get('memory', '-')} | "
+            f"{lat} |")
     lines += ["", f"Cost: {setup['threads']} CPU thread(s), batch {setup['batch']} with "
                   f"{setup['n_queries']} query pixels per image for training (median of "
-                  f"{setup['train_steps']} steps), epoch = {EPOCH_IMAGES:,} images at that rate; latency is one "
-                  f"32x32 reconstruction, {setup['steps']} {setup['solver']} steps, one sample per image; "
+                  f"{setup['train_steps']} steps), epoch = {EPOCH_IMAGES:,} images at that rate; latency is "
+                  f"one 32x32 reconstruction, {setup['steps']} {setup['solver']} steps, one sample per "
+                  "image; "
                   f"peak memory is the process's resident high-water mark above its size before the model "
                   f"loaded. Measured by `python -m asf_core.bench compare` on {setup['machine']}."]
     return "\n".join(lines) + "\n"
@@ -190,7 +194,8 @@ def update_readme(path: str, section: str) -> None:
     text = Path(path).read_text()
     block = f"{README_START}\n{section}{README_END}"
     if README_START in text and README_END in text:
-        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text,
+                      flags=re.S)
     else:
         text = text.rstrip("\n") + "\n\n## Architecture comparison\n\n" + block + "\n"
     Path(path).write_text(text)
@@ -210,14 +215,16 @@ def compare(args) -> dict:
     setup = {"threads": args.threads, "batch": args.batch, "n_queries": args.n_queries,
              "train_steps": args.train_steps, "warmup": 2, "steps": args.steps, "solver": args.solver,
              "repeats": args.repeats, "latency_batches": [int(b) for b in args.latency_batches.split(",")],
-             "machine": args.machine or f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"}
+             "machine": args.machine
+             or f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"}
     eval_jsons = args.eval_json or (evaluate_here(args.checkpoint, args) if args.eval_n else [])
     quality, baselines, protocol = quality_records(eval_jsons) if eval_jsons else ({}, [], None)
     rows = []
     for path in args.checkpoint:
         spec = {**setup, "checkpoint": path}
         rec = {"name": Path(path).resolve().name, "checkpoint": path}
-        rec.update(measure(spec) if args.in_process else run_isolated(spec, args.timeout, ("asf_core.compare",)))
+        rec.update(measure(spec) if args.in_process
+                   else run_isolated(spec, args.timeout, ("asf_core.compare",)))
         rec["quality"] = quality.get(rec["name"])
         rows.append(rec)
         print(json.dumps({k: v for k, v in rec.items() if k != "quality"}), flush=True)
@@ -237,7 +244,8 @@ def add_parser(sub) -> None:
     c.add_argument("--checkpoint", action="append", default=[], help="pretrained or run folder (repeatable)")
     c.add_argument("--eval-json", action="append", default=[],
                    help="evaluation command JSON with these checkpoints (repeatable; one protocol)")
-    c.add_argument("--eval-n", type=int, default=0, help="without --eval-json: evaluate this many test images here")
+    c.add_argument("--eval-n", type=int, default=0,
+                   help="without --eval-json: evaluate this many test images here")
     c.add_argument("--eval-steps", type=int, default=20)
     c.add_argument("--eval-solver", default="heun")
     c.add_argument("--eval-samples", type=int, default=8)

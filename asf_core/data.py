@@ -35,7 +35,8 @@ def resolve_data_dir(data_dir: str | Path | None) -> tuple[Path, bool]:
     if chosen:
         root = Path(chosen).expanduser()
         if not root.is_dir():
-            raise DataError(f"data dir {root} does not exist (omit --data-dir to download CIFAR-10 to {default_data_dir()})")
+            raise DataError(f"data dir {root} does not exist (omit --data-dir to download CIFAR-10 to "
+                            f"{default_data_dir()})")
         return root, False
     return default_data_dir(), True
 
@@ -50,9 +51,11 @@ def load_cifar10(split: str = "train", data_dir: str | Path | None = None) -> to
     try:
         ds = torchvision.datasets.CIFAR10(root=str(root), train=split != "test", download=download)
     except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
-        raise DataError(f"CIFAR-10 not found under {root} ({e}); pass the folder holding cifar-10-batches-py") from None
+        raise DataError(f"CIFAR-10 not found under {root} ({e}); pass the folder holding "
+                        "cifar-10-batches-py") from None
     except OSError as e:  # no network for the download
-        raise DataError(f"could not download CIFAR-10 to {root} ({e}); pass --data-dir with a local copy") from None
+        raise DataError(f"could not download CIFAR-10 to {root} ({e}); pass --data-dir with a local "
+                        "copy") from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
     if split == "train":
         return images[:-VAL_SIZE]
@@ -78,7 +81,8 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
             im.seek(0)  # first frame of an animation
             im = im.convert("RGB")
     except Image.DecompressionBombError:
-        raise DataError(f"{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)") from None
+        raise DataError(f"{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels (a decompression "
+                        "bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
     im = center_crop_resize(im, size)

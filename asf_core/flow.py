@@ -6,9 +6,9 @@ The flow runs on the values at the query coordinates only; observed pixels are c
 
 The source x_0 is either pure noise N(0, I) (`noise`, the textbook picture) or an informed source
 x_0 = b(obs, q) + σ·ε (`interp`), where b is the model's interpolation of the observations (a
-thin-plate spline, or Gaussian-weighted k-nearest in older checkpoints): a data-dependent coupling (Albergo et al., "Stochastic interpolants with
-data-dependent couplings", 2024), so the model starts at interpolation quality and learns the
-correction.
+thin-plate spline, or Gaussian-weighted k-nearest in older checkpoints): a data-dependent coupling
+(Albergo et al., "Stochastic interpolants with data-dependent couplings", 2024), so the model starts
+at interpolation quality and learns the correction.
 
 Symbols: B batch · N observed points · Q queries.
 """

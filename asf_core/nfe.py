@@ -56,7 +56,8 @@ def sweep(args: argparse.Namespace) -> dict:
     for path in args.checkpoint:
         model = load_model(path)
         name = Path(path).resolve().name
-        for radius in (radii if model.arch == "local_implicit" and radii else [None]):
+        # a model whose spec has a radius knob is swept over --radii; the others run as they are
+        for radius in (radii if "radius" in model.knobs() and radii else [None]):
             kwargs = {} if radius is None else {"radius": radius}
             for solver in solvers:
                 for n_steps in steps:
@@ -68,7 +69,8 @@ def sweep(args: argparse.Namespace) -> dict:
                                             samples=1, seed=args.seed)
                     rec = evaluate_model(model, images, masks, ev, kwargs)
                     point.update(psnr_sample=rec["sample"]["psnr"], psnr_onestep=rec["onestep"]["psnr"],
-                                 ssim_sample=rec["sample"]["ssim"], seconds_per_image=rec["seconds_per_image"])
+                                 ssim_sample=rec["sample"]["ssim"],
+                                 seconds_per_image=rec["seconds_per_image"])
                     result["points"].append(point)
                     print(f"{name} r={radius} {solver} {n_steps} steps (NFE {point['nfe']}): "
                           f"sample {point['psnr_sample']:.2f} dB, x̂1 {point['psnr_onestep']:.2f}", flush=True)
@@ -102,7 +104,8 @@ def plot(result: dict, path: str) -> None:
     for (label, solver), pts in series.items():
         pts = sorted(pts, key=lambda p: p["nfe"])
         colour = colours.setdefault(label, f"C{len(colours)}")
-        ax.semilogx([p["nfe"] for p in pts], [p["psnr_sample"] for p in pts], "o-" if solver == "heun" else "s--",
+        ax.semilogx([p["nfe"] for p in pts], [p["psnr_sample"] for p in pts],
+                    "o-" if solver == "heun" else "s--",
                     color=colour, label=f"{label}, {solver}", ms=4)
     ax.axhline(result["tps"], color="k", lw=1, ls=":", label=f"thin-plate spline {result['tps']:.2f} dB")
     proto = result["protocol"]
@@ -126,7 +129,8 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="number of test images")
     p.add_argument("--steps", default="1,2,5,10,20,50")
     p.add_argument("--solvers", default="euler,heun")
-    p.add_argument("--radii", default="0.15,0.3,0.45", help="radii for Local Implicit checkpoints ('' = its own)")
+    p.add_argument("--radii", default="0.15,0.3,0.45",
+                   help="radii for checkpoints with a radius knob ('' = their own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--resume", action="store_true", help="keep the points already in --json")

@@ -197,7 +197,8 @@ class NeighborEncoder(nn.Module):
 
     def forward(self, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor,
                 interp: torch.Tensor) -> torch.Tensor:
-        """query_xy (B, Q, 2) or (1, Q, 2), obs_xy (B, N, 2), obs_rgb (B, N, 3), interp (B, Q, 3) -> (B, Q, D).
+        """query_xy (B, Q, 2) or (1, Q, 2), obs_xy (B, N, 2), obs_rgb (B, N, 3), interp (B, Q, 3)
+        -> (B, Q, D).
 
         Costs about as much as the rest of a Perceiver IO step: models compute it in their
         `context()`, once per ODE solve. Without grad it runs in blocks of `BLOCK` pairs.
@@ -238,7 +239,8 @@ def make_grid_reader(cfg, fourier_dim: int) -> tuple[nn.Module | None, nn.Module
     return enc, nn.Linear(c + 2, cfg.d_model), nn.Linear(fourier_dim + c, cfg.d_model)
 
 
-def point_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
+def point_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor,
+                  obs_rgb: torch.Tensor) -> dict:
     """The part of every model's `context()` that depends on positions and observations alone:
     the interpolation, the neighbour encoding, observation tokens and query Fourier features.
     `model` has `config.interp`, `uses_interp`, `neighbor_enc`, `obs_in` and `fourier`; each model
@@ -260,7 +262,8 @@ def point_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor
             "query_fourier": model.fourier(query_xy), "obs_xy": obs_xy, "obs_values": obs_rgb}
 
 
-def grid_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
+def grid_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor,
+                 obs_rgb: torch.Tensor) -> dict:
     """point_context for a model with a grid encoder."""
     if query_xy.dim() == 2:
         query_xy = query_xy[None]
@@ -269,7 +272,8 @@ def grid_context(model: nn.Module, query_xy: torch.Tensor, obs_xy: torch.Tensor,
     pool = model.config.token_pool
     cell_mean = F.avg_pool2d(grid.mean, pool) if pool > 1 else grid.mean
     tokens = model.cell_in(torch.cat([model.fourier(cell_xy), cell_feat], -1))  # (B, M, D)
-    return {"interp": grid.mean_at(query_xy), "neighbor_feat": model.grid_in(grid.read(query_xy)), "obs": tokens,
+    return {"interp": grid.mean_at(query_xy), "neighbor_feat": model.grid_in(grid.read(query_xy)),
+            "obs": tokens,
             "query_xy": query_xy, "query_fourier": model.fourier(query_xy), "obs_xy": cell_xy,
             "obs_values": cell_mean.flatten(2).transpose(1, 2), "grid": grid}
 
@@ -289,7 +293,8 @@ class PriorVelocity(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
         mean_0 = interp if self.source == "interp" else 0.0
-        return gaussian_velocity(x_t.float(), t.float(), mean_0, self.sigma**2, interp.float(), self.log_var.exp())
+        return gaussian_velocity(x_t.float(), t.float(), mean_0, self.sigma**2, interp.float(),
+                                 self.log_var.exp())
 
 
 def make_prior(cfg) -> PriorVelocity | None:

@@ -67,7 +67,8 @@ def reconstruct(
     # what does not change along the path, computed once per solve
     ctx = model_context(model, query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, **model_kwargs)
     mean = None if ctx is None else ctx.get("interp")
-    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model), mean)  # (K·B, Q, 3)
+    # (K·B, Q, 3)
+    x_0 = source_sample(source, obs_xy, obs_rgb, query_xy, sigma, generator, model_interp(model), mean)
     if ctx is not None:
         model_kwargs = {"context": ctx, **model_kwargs}
 

@@ -50,7 +50,8 @@ def time_grid(steps: int, kind: str = "uniform") -> torch.Tensor:
     raise ValueError(f"unknown time grid {kind!r}; choose from uniform, quadratic")
 
 
-def _step(v_fn: VelocityFn, x: torch.Tensor, t: float, h: float, v: torch.Tensor, method: str) -> torch.Tensor:
+def _step(v_fn: VelocityFn, x: torch.Tensor, t: float, h: float, v: torch.Tensor,
+          method: str) -> torch.Tensor:
     """One step from t to t+h given v = v_fn(x, t) already evaluated."""
     ts = lambda s: torch.tensor(s, dtype=x.dtype, device=x.device)  # noqa: E731
     if method == "euler":

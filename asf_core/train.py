@@ -6,7 +6,8 @@
 Each step draws a batch, a random 20% observation mask per image, a random subset of query pixels
 (n_queries of H·W; the loss needs no more to cut cost), a source x_0 and a time t, and regresses
 the model's velocity on u = x_1 - x_0 (asf_core.flow). The run folder holds:
-    state.pt        resume state (model, EMA, optimiser, scheduler, RNG states, step), torch.load(weights_only=True)
+    state.pt        resume state (model, EMA, optimiser, scheduler, RNG states, step), read with
+                    torch.load(weights_only=True)
     last/           EMA weights + config.json at the last checkpoint
     best/           EMA weights + config.json with the best validation PSNR so far
     metrics.jsonl   one line per log / validation event
@@ -34,7 +35,14 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from asf_core.checkpoint import (
-    STATE_NAME, CheckpointError, atomic_write, load_model, load_state, save_pretrained, save_state, weight_mismatch,
+    STATE_NAME,
+    CheckpointError,
+    atomic_write,
+    load_model,
+    load_state,
+    save_pretrained,
+    save_state,
+    weight_mismatch,
 )
 from asf_core.data import DataError, load_images, to_float
 from asf_core.fields import check_fraction, image_to_values, make_mask, observations, pixel_coords
@@ -44,10 +52,10 @@ from asf_core.models import MODELS, build_model, make_config
 from asf_core.models.encoder import GridEncoder
 from asf_core.reconstruct import reconstruct
 
-
-ADDABLE_MODULES = ("neighbor_enc.",)
+ADDABLE_MODULES = ("neighbor_enc.",)  # may be missing from --init-from weights (zero-initialised)
 OBJECTIVES = ("flow", "mean")
-ENCODER = "obs_encoder."  # the grid encoder's weights, shared between checkpoints  # may be missing from --init-from weights (zero-initialised)
+# the grid encoder's weights, shared between checkpoints
+ENCODER = "obs_encoder."
 
 
 @dataclass
@@ -141,7 +149,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ValueError(f"--out {cfg.out}: is a file; a run is a folder (it holds last/, best/, state.pt)")
-    make_config(cfg.arch, cfg.preset, **model_overrides(cfg))  # the model's own one-line errors, before any data
+    # the model's own one-line errors, before any data
+    make_config(cfg.arch, cfg.preset, **model_overrides(cfg))
 
 
 # what a resumed run must share with the run it continues: anything else changes the model or its task
@@ -225,7 +234,8 @@ def train_step(net, model, batch: dict, opt, cfg: TrainConfig, gen: torch.Genera
         if cfg.objective == "mean":
             loss = mean_loss(model.obs_encoder, **batch)
         else:
-            loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma, t_sampler=cfg.t_sampler,
+            loss = flow_matching_loss(net, **batch, source=cfg.source, sigma=cfg.sigma,
+                                      t_sampler=cfg.t_sampler,
                                       t_zero_prob=cfg.t_zero_prob, generator=gen, **extra)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -274,7 +284,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
     if cfg.freeze_encoder:
         model.obs_encoder.requires_grad_(False)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue  # no weight decay on norms, biases, SSM A_log / D
         (no_decay if p.dim() < 2 or getattr(p, "_no_weight_decay", False) else decay).append(p)
@@ -379,7 +389,8 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> Path:
             pbar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in val.items()))
             if log:
                 with log.open("a") as f:
-                    f.write(json.dumps({"step": step, "images_seen": seen, "wall_seconds": wall, **val}) + "\n")
+                    f.write(json.dumps({"step": step, "images_seen": seen, "wall_seconds": wall,
+                                        **val}) + "\n")
         # every validation checkpoints too, so best/ can hold the step that scored best (the
         # condition is the same on every rank: checkpoint() gathers RNG states from all of them)
         if step % cfg.ckpt_every == 0 or step % cfg.val_every == 0 or step in (cfg.max_steps, stop_at):

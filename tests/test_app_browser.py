@@ -91,7 +91,8 @@ def test_reconstruct_in_browser(url):
             clipped = page.evaluate("""() => [...document.querySelectorAll('.compare-row label')]
                 .filter(l => l.scrollWidth > l.clientWidth + 1).map(l => l.innerText)""")
             assert not clipped, f"Compare labels cut short: {clipped}"
-            for label in ("Perceiver IO", "Local Implicit", "MAMBA", "Thin-plate spline"):  # all three + a baseline
+            # all three + a baseline
+            for label in ("Perceiver IO", "Local Implicit", "MAMBA", "Thin-plate spline"):
                 assert label in table, label
             page.screenshot(path=str(artifacts / "app_compare.png"), full_page=True)
             page.get_by_role("tab", name="Learn").click()  # the toy trains when the tab first opens
@@ -114,7 +115,8 @@ def test_first_visit_every_method_stop_and_new_sample(url):
             page.locator("#method").get_by_text("Thin-plate spline", exact=True).wait_for(timeout=30_000)
             labels = [t.strip() for t in page.locator("#method label").all_inner_texts() if t.strip()]
             if not labels:  # Gradio 6 renders a Radio's choices as inputs with their label text beside
-                labels = [t.strip() for t in page.locator("#method").inner_text().split("\n")[1:] if t.strip()]
+                lines = page.locator("#method").inner_text().split("\n")[1:]
+                labels = [t.strip() for t in lines if t.strip()]
             assert "Thin-plate spline" in labels and len(labels) >= 4
             for label in labels:
                 page.locator("#method").get_by_text(label, exact=True).click()
@@ -150,7 +152,8 @@ def test_the_page_shows_what_it_teaches(url):
             frame = gallery.bounding_box()
             thumbs = [b for b in (t.bounding_box() for t in gallery.locator("button").all()) if b]
             assert len(thumbs) >= 16
-            assert all(b["x"] + b["width"] <= frame["x"] + frame["width"] + 1 for b in thumbs), "a sample is cut off"
+            cut_off = [b for b in thumbs if b["x"] + b["width"] > frame["x"] + frame["width"] + 1]
+            assert not cut_off, "a sample is cut off"
             page.locator("#method").get_by_text("Perceiver IO", exact=True).click()
             _set_number(page, "steps", 5)
             _set_number(page, "samples_k", 2)

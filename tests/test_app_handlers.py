@@ -4,8 +4,8 @@ run with its final outputs, Stop, scrubbing, locality clicks and knob visibility
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 gr = pytest.importorskip("gradio")
 
@@ -66,7 +66,8 @@ def test_run_scrub_and_locality(ev, state):
     # one sample, the mean of K and x̂1 side by side, and why the sample scores lowest
     for word, key in (("one sample", "psnr"), ("mean of 2", "psnr_mean"), ("x̂1", "psnr_onestep")):
         assert f"{word} {metrics[key]:.2f} dB" in status
-    assert "twice the posterior mean" in note and f"{metrics['psnr'] - metrics['psnr_onestep']:+.2f} dB" in note
+    gap = metrics["psnr"] - metrics["psnr_onestep"]
+    assert "twice the posterior mean" in note and f"{gap:+.2f} dB" in note
     names = [trace.name.split(" (")[0] for trace in spectrum.data]
     assert names == ["original", "Thin-plate spline", "x̂1", "mean of 2", "one sample"]
     assert all("fine detail" in trace.name for trace in spectrum.data)
@@ -124,7 +125,8 @@ def test_api_function(ev):
 @pytest.mark.parametrize("args, message", [
     ((None, 0, 5), "density must be a number"), ((0.2, None, 5), "seed must be a whole number"),
     ((0.2, 0, None), "steps must be a whole number"), ((0.2, 1e30, 5), "seed must be a whole number"),
-    ((0.2, 0, 1000), "steps must be"), ((0, 0, 5), "density must be above 0"), ((float("nan"), 0, 5), "density"),
+    ((0.2, 0, 1000), "steps must be"), ((0, 0, 5), "density must be above 0"),
+    ((float("nan"), 0, 5), "density"),
 ])
 def test_api_numbers_get_a_sentence(ev, args, message):
     with pytest.raises(gr.Error, match=message):
@@ -139,9 +141,11 @@ def test_unreadable_and_bomb_images_get_a_sentence(ev, state, tmp_path):
         with pytest.raises(gr.Error, match="is not an image"):
             ev.load(str(path), state)
     bomb = tmp_path / "bomb.png"  # a valid PNG header claiming 100000×100000 pixels
-    import struct, zlib
+    import struct
+    import zlib
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
     with pytest.raises(gr.Error, match="downscale"):
         ev.load(str(bomb), state)

@@ -26,7 +26,8 @@ def test_smooth_methods_recover_an_affine_field(name):
         assert err[..., 3:-3, 3:-3].max() < (1e-4 if name == "linear" else 0.03)
 
 
-@pytest.mark.parametrize("name", [b for b in baselines.BASELINES if b != "lmmse"])  # lmmse: 32×32, tests/test_lmmse.py
+# lmmse: 32×32, tests/test_lmmse.py
+@pytest.mark.parametrize("name", [b for b in baselines.BASELINES if b != "lmmse"])
 def test_observed_pixels_are_kept(name):
     img = torch.rand(2, 3, 12, 12) * 2 - 1
     mask = make_mask(2, 12, 12, 0.2, generator=torch.Generator().manual_seed(1))

@@ -97,7 +97,7 @@ def test_failed_write_leaves_the_old_file(tmp_path, folder):
     class Broken(torch.nn.Module):
         config = None
 
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):  # asdict(None)
         save_pretrained(Broken(), folder, arch="perceiver_io")
     assert (folder / "model.safetensors").read_bytes() == before
     assert not list(folder.glob(".*tmp"))
@@ -147,7 +147,8 @@ def test_a_save_keeps_the_other_files_of_the_folder(folder):
 
 def test_a_kill_between_the_renames_is_repaired_on_the_next_load(folder):
     pid = _dead_pid()
-    folder.rename(folder.parent / f".{folder.name}.{pid}.old")  # the old folder moved aside, the new one never came
+    # the old folder moved aside, the new one never came
+    folder.rename(folder.parent / f".{folder.name}.{pid}.old")
     (folder.parent / f".{folder.name}.{pid}.abc.tmp").mkdir()  # and its half-written new folder
     assert load_model(folder).arch == "perceiver_io"
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
@@ -186,7 +187,8 @@ def test_killed_writers_never_leave_weights_beside_another_config(tmp_path):
     )
     rng = random.Random(0)
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE,
+                                text=True)
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.4))
         proc.send_signal(signal.SIGKILL)

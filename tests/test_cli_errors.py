@@ -67,7 +67,8 @@ def evaluate_args(checkpoint, images, *extra) -> list[str]:
     (lambda c: c["model"].__setitem__("fourier_scale", "big"), "model.fourier_scale must be a number"),
     (lambda c: c["model"].__setitem__("interp_feature", 1), "model.interp_feature must be true or false"),
 ])
-def test_a_config_of_the_wrong_kind_is_refused_before_anything_runs(checkpoint, images, tmp_path, edit, expected):
+def test_a_config_of_the_wrong_kind_is_refused_before_anything_runs(checkpoint, images, tmp_path, edit,
+                                                                    expected):
     bad = edited(checkpoint, tmp_path, edit)
     with pytest.raises(CheckpointError, match="config.json"):
         load_model(bad)
@@ -84,11 +85,13 @@ def test_evaluate_refuses_an_unknown_or_out_of_range_knob(checkpoint, images):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --device cuda is valid here")
 def test_evaluate_refuses_a_device_this_machine_lacks(checkpoint, images):
-    assert "no such device on this machine" in error_of(evaluate.main, evaluate_args(checkpoint, images, "--device", "cuda"))
+    assert "no such device on this machine" in error_of(evaluate.main, evaluate_args(checkpoint, images,
+                                                                                     "--device", "cuda"))
 
 
 def test_evaluate_refuses_a_device_name_that_is_none(checkpoint, images):
-    assert "'bogus' is not a device name" in error_of(evaluate.main, evaluate_args(checkpoint, images, "--device", "bogus"))
+    assert "'bogus' is not a device name" in error_of(evaluate.main, evaluate_args(checkpoint, images,
+                                                                                   "--device", "bogus"))
 
 
 def test_evaluate_checks_the_json_path_before_the_evaluation(checkpoint, images, tmp_path, monkeypatch):
@@ -98,7 +101,8 @@ def test_evaluate_checks_the_json_path_before_the_evaluation(checkpoint, images,
     blocker.write_text("")
     message = error_of(evaluate.main, evaluate_args(checkpoint, images, "--json", str(blocker / "out.json")))
     assert "cannot be written" in message and not ran
-    assert "is a folder" in error_of(evaluate.main, evaluate_args(checkpoint, images, "--json", str(tmp_path)))
+    assert "is a folder" in error_of(evaluate.main, evaluate_args(checkpoint, images, "--json",
+                                                                  str(tmp_path)))
 
 
 def bomb_png(path) -> None:

@@ -19,7 +19,8 @@ def checkpoints(tmp_path_factory):
     out = []
     for arch in ("perceiver_io", "local_implicit", "mamba"):
         torch.manual_seed(0)
-        out.append(str(save_pretrained(build_model(arch, "tiny"), root / f"{arch}_tiny", arch=arch, train=TRAIN)))
+        out.append(str(save_pretrained(build_model(arch, "tiny"), root / f"{arch}_tiny", arch=arch,
+                                       train=TRAIN)))
     return out
 
 

@@ -5,8 +5,8 @@ import torch
 
 from asf_core.fields import make_mask, observations, pixel_coords
 from asf_core.models import build_model
-from asf_core.ops.interp import TPS_MAX_POINTS
 from asf_core.models.encoder import TINY, GridEncoder, GridEncoderConfig, SetConv, grid_side
+from asf_core.ops.interp import TPS_MAX_POINTS
 from asf_core.reconstruct import reconstruct
 
 
@@ -39,7 +39,8 @@ def test_setconv_takes_off_grid_points_and_any_count():
         xy = torch.rand(1, n, 2, generator=g) * 1.6 - 0.8  # off the cell centres, away from the edges
         grid = conv(xy, torch.rand(1, n, 3, generator=g), 32)
         assert grid.shape == (1, 4, 32, 32) and torch.isfinite(grid).all()
-        assert torch.allclose(grid[:, 0].sum(), n * one, rtol=0.1)  # the density counts the points (±6% with sub-cell position at ℓ = ½ cell)
+        # the density counts the points (±6% with sub-cell position at ℓ = ½ cell)
+        assert torch.allclose(grid[:, 0].sum(), n * one, rtol=0.1)
 
 
 def test_encoder_is_invariant_to_observation_order():
@@ -80,7 +81,8 @@ def test_unet_refuses_queries_off_its_grid():
     model = build_model("unet", "tiny")
     _, xy, rgb = obs(8)
     q = pixel_coords(8, 8)
-    assert model(x_t=torch.zeros(2, 64, 3), t=torch.zeros(2), query_xy=q, obs_xy=xy, obs_rgb=rgb).shape == (2, 64, 3)
+    v = model(x_t=torch.zeros(2, 64, 3), t=torch.zeros(2), query_xy=q, obs_xy=xy, obs_rgb=rgb)
+    assert v.shape == (2, 64, 3)
     for bad in (q[:10], q.flip(0), q + 0.01):
         with pytest.raises(ValueError, match="every pixel centre of a square grid"):
             model(x_t=torch.zeros(2, len(bad), 3), t=torch.zeros(2), query_xy=bad, obs_xy=xy, obs_rgb=rgb)

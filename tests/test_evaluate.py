@@ -39,7 +39,8 @@ def run(*args):
 def test_evaluate_on_a_folder_writes_json_and_markdown(tmp_path, image_folder, checkpoint):
     out = tmp_path / "eval.json"
     r = run("--checkpoint", str(checkpoint), "--images", str(image_folder), "--n", "4", "--steps", "2",
-            "--samples", "2", "--solver", "heun", "--json", str(out), "--baselines", "nearest,linear,tps,biharmonic")
+            "--samples", "2", "--solver", "heun", "--json", str(out), "--baselines",
+            "nearest,linear,tps,biharmonic")
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
     assert result["methods"][0]["calibration"]["ratio"] > 0  # two samples: the calibration check

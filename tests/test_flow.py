@@ -4,8 +4,8 @@ import torch
 from asf_core.flow import (
     flow_matching_loss,
     gaussian_velocity,
-    interpolate_obs,
     interpolate,
+    interpolate_obs,
     knn_interpolate,
     one_step_estimate,
     sample_t,
@@ -109,7 +109,8 @@ def test_gaussian_velocity_is_the_regression_of_the_target_on_x_t(t, mean_0, var
     probe = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     want = coef[0] + coef[1] * probe
     got = gaussian_velocity(probe, torch.tensor(t, dtype=torch.float64), mean_0, var_0,
-                            torch.tensor(mean_1, dtype=torch.float64), torch.tensor(var_1, dtype=torch.float64))
+                            torch.tensor(mean_1, dtype=torch.float64), torch.tensor(var_1,
+                                                                                    dtype=torch.float64))
     assert torch.allclose(got, want, atol=0.02), (got, want)
 
 
@@ -125,7 +126,8 @@ def test_prior_model_starts_at_interpolation(arch):
     x_0 = source_sample("interp", obs_xy, obs_rgb, query_xy, 0.3, g)
     with torch.no_grad():
         v = model(x_t=x_0, t=torch.zeros(2), query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb)
-    assert torch.allclose(one_step_estimate(x_0, v, torch.zeros(2)), knn_interpolate(obs_xy, obs_rgb, query_xy), atol=1e-5)
+    assert torch.allclose(one_step_estimate(x_0, v, torch.zeros(2)), knn_interpolate(obs_xy, obs_rgb,
+                                                                                     query_xy), atol=1e-5)
 
 
 def test_tps_matches_the_scipy_baseline_on_a_pixel_mask():
@@ -150,7 +152,8 @@ def test_tps_batch_on_two_threads():
     from asf_core.fields import make_mask, observations, pixel_coords
 
     g = torch.Generator().manual_seed(0)
-    obs_xy, obs_rgb = observations(torch.rand(3, 3, 32, 32, generator=g), make_mask(3, 32, 32, 0.2, generator=g))
+    obs_xy, obs_rgb = observations(torch.rand(3, 3, 32, 32, generator=g), make_mask(3, 32, 32, 0.2,
+                                                                                    generator=g))
     q = pixel_coords(32, 32)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -173,7 +176,8 @@ def test_tps_handles_degenerate_observations(n):
 def test_interpolation_memo_is_exact():
     """The memo returns the last result only for the same tensors, unchanged, without gradients."""
     g = torch.Generator().manual_seed(0)
-    obs_xy, obs_rgb, q = torch.rand(1, 9, 2, generator=g), torch.rand(1, 9, 3, generator=g), torch.rand(4, 2, generator=g)
+    obs_xy, obs_rgb, q = torch.rand(1, 9, 2, generator=g), torch.rand(1, 9, 3, generator=g), torch.rand(4, 2,
+                                                                                                        generator=g)
     first = interpolate_obs("knn", obs_xy, obs_rgb, q)
     assert interpolate_obs("knn", obs_xy, obs_rgb, q) is first
     assert interpolate_obs("tps", obs_xy, obs_rgb, q) is not first  # another interpolant
@@ -190,6 +194,7 @@ def test_tps_falls_back_to_knn_beyond_its_size_limit(monkeypatch):
     import asf_core.ops.interp as interp
 
     g = torch.Generator().manual_seed(0)
-    obs_xy, obs_rgb, q = torch.rand(1, 40, 2, generator=g), torch.rand(1, 40, 3, generator=g), torch.rand(1, 5, 2, generator=g)
+    obs_xy, obs_rgb = torch.rand(1, 40, 2, generator=g), torch.rand(1, 40, 3, generator=g)
+    q = torch.rand(1, 5, 2, generator=g)
     monkeypatch.setattr(interp, "TPS_MAX_POINTS", 30)
     assert torch.equal(tps_interpolate(obs_xy, obs_rgb, q), knn_interpolate(obs_xy, obs_rgb, q))

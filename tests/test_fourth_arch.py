@@ -20,7 +20,7 @@ from app.inference import Frame, Reconstructor, Result
 from asf_core.checkpoint import load_model, save_pretrained
 from asf_core.models import SPECS, build_model, register, unregister
 from asf_core.models.knobs import Knob
-from asf_core.models.spec import Attention, ArchSpec
+from asf_core.models.spec import ArchSpec, Attention
 
 
 @dataclass
@@ -44,7 +44,8 @@ class SoftNearest(nn.Module):
 
     def forward(self, *, x_t, t, query_xy, obs_xy, obs_rgb, return_attention=False, context=None,
                 temperature=None):
-        ctx = context or self.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb, temperature=temperature)
+        ctx = context or self.context(query_xy=query_xy, obs_xy=obs_xy, obs_rgb=obs_rgb,
+                                      temperature=temperature)
         v = self.gain * (ctx["interp"] - x_t) / (1 - t).clamp(min=0.05)[:, None, None]  # (B, Q, 3)
         if not return_attention:
             return v
@@ -54,7 +55,8 @@ class SoftNearest(nn.Module):
 
 
 def knobs(c: SoftNearestConfig) -> dict[str, Knob]:
-    return {"temperature": Knob("temperature", "Temperature", c.temperature_min, c.temperature_max, c.temperature,
+    return {"temperature": Knob("temperature", "Temperature", c.temperature_min, c.temperature_max,
+                                c.temperature,
                                 help="how widely each pixel averages")}
 
 
@@ -63,7 +65,8 @@ def attention(maps: dict, q: int) -> Attention:
 
 
 SPEC = ArchSpec(
-    name="soft_nearest", label="Soft nearest", help="Soft nearest: a softmax-weighted mean of the observations.",
+    name="soft_nearest", label="Soft nearest",
+    help="Soft nearest: a softmax-weighted mean of the observations.",
     model_cls=SoftNearest, config_cls=SoftNearestConfig, presets={"tiny": {}, "small": {}}, knobs=knobs,
     attention=attention, attention_help="its softmax weights", releases={"soft_nearest_grid": {}},
 )
@@ -90,7 +93,8 @@ def test_the_app_lists_it(rec):
     assert not any("soft_nearest_grid" in line for line in rec.missing())
     ev = Handlers(rec)
     [control] = ev.controls
-    assert (control.arch, control.name, control.low, control.high) == ("soft_nearest", "temperature", 0.01, 0.2)
+    assert (control.arch, control.name, control.low, control.high) == ("soft_nearest", "temperature", 0.01,
+                                                                       0.2)
     shown, *model_knobs = ev.knob_visibility("Soft nearest")
     assert shown["visible"] and all(u["visible"] for u in model_knobs)
     assert not ev.knob_visibility("Thin-plate spline")[0]["visible"]

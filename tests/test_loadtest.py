@@ -10,8 +10,8 @@ from PIL import Image
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 
-from tools import loadtest  # noqa: E402
 from tests.app_fixtures import SAMPLE, tiny_checkpoints  # noqa: E402
+from tools import loadtest  # noqa: E402
 
 
 @pytest.mark.slow

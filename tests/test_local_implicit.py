@@ -232,7 +232,8 @@ def test_reconstruct_uses_the_context():
             return self.inner(**kw)
 
     model = randomise(LocalImplicit(tiny())).eval()
-    images, mask = torch.rand(1, 3, 8, 8) * 2 - 1, torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.3
+    images = torch.rand(1, 3, 8, 8) * 2 - 1
+    mask = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.3
     run = lambda m: reconstruct(m, images, mask, steps=3, solver="heun", radius=0.25,  # noqa: E731
                                 generator=torch.Generator().manual_seed(1)).sample
     assert torch.allclose(run(model), run(Plain(model)), atol=1e-6)

@@ -454,9 +454,12 @@ def test_scan_bench_prints_growth_against_the_target(capsys):
     assert {r["impl"] for r in rows} == {"ref", "loop"} and all(r["fwd_ms"] > 0 for r in rows)
     printed = capsys.readouterr().out
     assert "ref: forward L 16 -> 64" in printed and "of linear" in printed
-    fake = [dict(impl="ref", L=100, fwd_ms=1.0, finite=True), dict(impl="ref", L=1600, fwd_ms=16.0, finite=True),
-            dict(impl="slow", L=100, fwd_ms=1.0, finite=True), dict(impl="slow", L=1600, fwd_ms=32.0, finite=True),
-            dict(impl="cumsum", L=100, fwd_ms=1.0, finite=True), dict(impl="cumsum", L=1600, fwd_ms=9.0, finite=False)]
+    fake = [dict(impl="ref", L=100, fwd_ms=1.0, finite=True), dict(impl="ref", L=1600, fwd_ms=16.0,
+                                                                   finite=True),
+            dict(impl="slow", L=100, fwd_ms=1.0, finite=True), dict(impl="slow", L=1600, fwd_ms=32.0,
+                                                                    finite=True),
+            dict(impl="cumsum", L=100, fwd_ms=1.0, finite=True), dict(impl="cumsum", L=1600, fwd_ms=9.0,
+                                                                      finite=False)]
     lines = scan_bench.growth_lines(fake)
     assert len(lines) == 2  # an implementation with one finite length has no growth
     assert "1.00 of linear (meets" in lines[0] and "2.00 of linear (misses" in lines[1]

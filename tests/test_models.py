@@ -15,7 +15,8 @@ B, N, Q = 2, 12, 64
 
 def inputs(seed: int = 0, shared_queries: bool = False):
     g = torch.Generator().manual_seed(seed)
-    query_xy = pixel_coords(8, 8)  # a pixel grid: the U-Net answers only there (spacing 0.25, inside the radius)
+    # a pixel grid: the U-Net answers only there (spacing 0.25, inside the radius)
+    query_xy = pixel_coords(8, 8)
     return dict(
         x_t=torch.randn(B, Q, 3, generator=g),
         t=torch.rand(B, generator=g),
@@ -101,7 +102,8 @@ def test_gradients_reach_every_parameter(arch, preset):
             p.add_(torch.randn_like(p) * 0.05)
     v = model(**inputs())
     v.square().mean().backward()
-    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    dead = [n for n, p in model.named_parameters()
+            if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not dead, dead
 
 

@@ -1,18 +1,19 @@
 """nn.NeighborEncoder, the query feature of each query's k nearest observations, in every model."""
 
+from dataclasses import fields
+
 import pytest
 import torch
 
 from asf_core.checkpoint import CheckpointError, load_model
-from dataclasses import fields
-
 from asf_core.models import MODELS, build_model
-
-POINT_ARCHS = [a for a in MODELS if "neighbor_k" in {f.name for f in fields(MODELS[a][1])}]  # the point encoder's
 from asf_core.nn import NeighborEncoder
 from asf_core.train import train
 from tests.test_models import inputs, tiny
 from tests.test_train import tiny_config
+
+# the architectures with the point encoder's fields
+POINT_ARCHS = [a for a in MODELS if "neighbor_k" in {f.name for f in fields(MODELS[a][1])}]
 
 
 def encoder_inputs(b=2, n=30, q=50, seed=0):
@@ -67,7 +68,8 @@ def test_offsets_are_in_units_of_the_observation_spacing():
     dense_xy = torch.cat([obs_xy / 2, far.repeat(1, 3, 1)], 1)
     dense_rgb = obs_rgb.repeat(1, 4, 1)
     with torch.no_grad():
-        torch.testing.assert_close(enc(query_xy / 2, dense_xy, dense_rgb, interp), enc(query_xy, obs_xy, obs_rgb, interp))
+        torch.testing.assert_close(enc(query_xy / 2, dense_xy, dense_rgb, interp), enc(query_xy, obs_xy,
+                                                                                       obs_rgb, interp))
 
 
 @pytest.mark.parametrize("arch", POINT_ARCHS)
@@ -92,7 +94,8 @@ def test_init_from_adds_the_encoder_and_refuses_other_mismatches(tmp_path):
     for name, p in a.state_dict().items():
         torch.testing.assert_close(p, b.state_dict()[name], atol=1e-6, rtol=0)
     with pytest.raises(CheckpointError, match="do not match"):
-        train(tiny_config(tmp_path / "c", max_steps=1, init_from=str(tmp_path / "a"), model_overrides="d_model=48"))
+        train(tiny_config(tmp_path / "c", max_steps=1, init_from=str(tmp_path / "a"),
+                          model_overrides="d_model=48"))
 
 
 @pytest.mark.parametrize("arch", POINT_ARCHS)

@@ -45,7 +45,8 @@ def time_locality(rec: Reconstructor, image, mask, method: str) -> float:
     return time.perf_counter() - start
 
 
-def bench(rec: Reconstructor, methods: list[str], steps: int, solver: str, repeats: int, threads: int) -> list[dict]:
+def bench(rec: Reconstructor, methods: list[str], steps: int, solver: str, repeats: int,
+          threads: int) -> list[dict]:
     torch.set_num_threads(threads)
     image = rec.prepare(samples()[0][0]).image
     mask = rec.make_mask("random", 0.2, seed=0)
@@ -61,7 +62,8 @@ def bench(rec: Reconstructor, methods: list[str], steps: int, solver: str, repea
             row[key] = statistics.median(r[key] for r in runs)
         if method in arch_specs():
             time_locality(rec, image, mask, method)  # warm-up
-            row["locality_s"] = statistics.median(time_locality(rec, image, mask, method) for _ in range(repeats))
+            row["locality_s"] = statistics.median(time_locality(rec, image, mask,
+                                                                method) for _ in range(repeats))
         rows.append(row)
     return rows
 
@@ -97,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"not runnable here: {', '.join(unknown)}; runnable: {', '.join(rec.methods())}")
     rows = bench(rec, methods, args.steps, args.solver, args.repeats, args.threads)
-    print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}; {args.steps} {args.solver} "
-          f"steps on a 32x32 sample, median of {args.repeats}; targets: first frame < 1 s, run < 3 s, "
+    print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}; "
+          f"{args.steps} {args.solver} steps on a 32x32 sample, median of {args.repeats}; "
+          "targets: first frame < 1 s, run < 3 s, "
           f"locality < 1 s")
     print(table(rows))
     if args.json:

@@ -461,7 +461,8 @@ def failed(report: dict) -> bool:
 # ---- identical + different requests at once (--mix) ------------------------------------------------
 def _group(recs: list[dict]) -> dict:
     return {"requests": len(recs), "ok": sum(r["ok"] for r in recs),
-            "failures": sum(bool(r["error"]) for r in recs), "mismatches": sum(bool(r.get("mismatch")) for r in recs),
+            "failures": sum(bool(r["error"]) for r in recs),
+            "mismatches": sum(bool(r.get("mismatch")) for r in recs),
             "distinct_files": len({r["file"] for r in recs if r.get("file")})}
 
 
@@ -498,7 +499,8 @@ def run_mixed(identical: int = 8, different: int = 8, requests: int = 2, arch: s
         ref_wall = time.time() - t_ref
         barrier, out = threading.Barrier(len(seeds)), []
         threads = [threading.Thread(target=_client_thread, daemon=True, args=(
-            c, server.url, settings, client, barrier, out, timeout, compare)) for c, client in enumerate(seeds)]
+            c, server.url, settings, client, barrier, out, timeout, compare))
+            for c, client in enumerate(seeds)]
         for t in threads:
             t.start()
         for t in threads:

@@ -25,7 +25,8 @@ def main() -> None:
     import torchvision
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cifar-root", default=os.environ.get("ASF_DATA_DIR"), required="ASF_DATA_DIR" not in os.environ)
+    ap.add_argument("--cifar-root", default=os.environ.get("ASF_DATA_DIR"),
+                    required="ASF_DATA_DIR" not in os.environ)
     args = ap.parse_args()
     ds = torchvision.datasets.CIFAR10(root=args.cifar_root, train=False, download=False)
     picked, seen = [], set()

@@ -30,7 +30,8 @@ def fixed_batch() -> dict[str, torch.Tensor]:
     # an 8x8 grid of pixel centres, between the 32x32 ones: the U-Net answers only on a full grid
     query_xy = pixel_coords(8, 8).expand(2, -1, -1)  # (B, Q, 2)
     x_t = torch.randn(2, 64, 3, generator=g)  # (B, Q, 3)
-    return {"x_t": x_t, "t": torch.full((2,), 0.3), "query_xy": query_xy, "obs_xy": obs_xy, "obs_rgb": obs_rgb}
+    return {"x_t": x_t, "t": torch.full((2,), 0.3), "query_xy": query_xy, "obs_xy": obs_xy,
+            "obs_rgb": obs_rgb}
 
 
 @torch.no_grad()

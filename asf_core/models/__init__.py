@@ -76,6 +76,7 @@ def model_from_config(name: str, config: dict) -> nn.Module:
     if config.get("encoder"):
         known = {f.name for f in fields(GridEncoderConfig)}
         if set(config["encoder"]) - known:
-            raise ValueError(f"model.encoder has field(s) {sorted(set(config['encoder']) - known)} it does not know")
+            extra = sorted(set(config["encoder"]) - known)
+            raise ValueError(f"model.encoder has field(s) {extra} it does not know")
         check_values(GridEncoderConfig, config["encoder"], "model.encoder")
     return model_cls(config_cls(**config))

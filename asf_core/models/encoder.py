@@ -91,7 +91,8 @@ def sample_grid(grid: torch.Tensor, query_xy: torch.Tensor) -> torch.Tensor:
     """Bilinear values of grid (B, C, G, G) at query_xy (B or 1, Q, 2): (B, Q, C)."""
     q = query_xy.expand(grid.shape[0], -1, -1)[:, None].to(grid.dtype)  # (B, 1, Q, 2)
     # align_corners=False puts the -1 / 1 edges at the outer cell borders: cell centres at pixel centres
-    return F.grid_sample(grid, q, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
+    return F.grid_sample(grid, q, mode="bilinear", padding_mode="border",
+                         align_corners=False)[:, :, 0].transpose(1, 2)
 
 
 def grid_side(n_obs: int, cfg: GridEncoderConfig) -> int:
@@ -157,7 +158,8 @@ class UNet(nn.Module):
     def __init__(self, c_in: int, c_out: int, widths: tuple[int, ...], blocks: int, cond_dim: int = 0):
         super().__init__()
         self.inp = nn.Conv2d(c_in, widths[0], 3, padding=1)
-        self.down, self.pool, self.up, self.unpool = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.down, self.pool = nn.ModuleList(), nn.ModuleList()
+        self.up, self.unpool = nn.ModuleList(), nn.ModuleList()
         for i, w in enumerate(widths):
             c = widths[max(i - 1, 0)]
             self.down.append(nn.ModuleList(ResBlock(c if j == 0 else w, w, cond_dim) for j in range(blocks)))
@@ -166,8 +168,10 @@ class UNet(nn.Module):
         for i in reversed(range(len(widths) - 1)):
             w = widths[i]
             self.unpool.append(nn.Conv2d(widths[i + 1], w, 3, padding=1))
-            self.up.append(nn.ModuleList(ResBlock(2 * w if j == 0 else w, w, cond_dim) for j in range(blocks)))
-        self.out = nn.Sequential(nn.GroupNorm(min(8, widths[0]), widths[0]), nn.SiLU(), nn.Conv2d(widths[0], c_out, 1))
+            self.up.append(nn.ModuleList(ResBlock(2 * w if j == 0 else w, w,
+                                                  cond_dim) for j in range(blocks)))
+        self.out = nn.Sequential(nn.GroupNorm(min(8, widths[0]), widths[0]), nn.SiLU(), nn.Conv2d(widths[0],
+                                                                                                  c_out, 1))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         h, skips = self.inp(x), []

@@ -28,7 +28,8 @@ def check_knobs(arch: str, knobs: dict[str, Knob], values: dict) -> dict[str, fl
             known = ", ".join(knobs) or "none"
             raise ValueError(f"{arch} has no run-time knob {name!r} (its knobs: {known})")
         knob = knobs[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not knob.low <= value <= knob.high:
+        if isinstance(value, bool) or not isinstance(value, (int,
+                                                             float)) or not knob.low <= value <= knob.high:
             raise ValueError(f"{arch} {name} must be a number in [{knob.low}, {knob.high}], got {value!r}")
         out[name] = float(value)
     return out

@@ -37,9 +37,18 @@ from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
-from asf_core.models.spec import Attention, ArchSpec, token_xy
+from asf_core.models.spec import ArchSpec, Attention, token_xy
 from asf_core.nn import (
-    MLP, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
+    MLP,
+    FiLM,
+    FourierFeatures,
+    OutputHead,
+    TimeEmbedding,
+    make_grid_reader,
+    make_neighbor_encoder,
+    make_prior,
+    modulate,
+    point_context,
 )
 from asf_core.ops.neighbors import (
     local_attention,
@@ -76,24 +85,29 @@ class LocalImplicitConfig:
     prior_sigma: float = 0.3
     neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
     neighbor_hidden: int = 128
-    encoder: dict = field(default_factory=dict)  # GridEncoderConfig fields: the grid observation encoder; empty: none
-    token_pool: int = 2  # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
+    # GridEncoderConfig fields: the grid observation encoder; empty: none
+    encoder: dict = field(default_factory=dict)
+    # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
+    token_pool: int = 2
     bias_hidden: int = 32  # width of the relative-position bias MLP
     attention_impl: str = "sparse"  # "sparse" (neighbour lists) | "dense_ref" (full Q×S, quadratic)
 
 
 PRESETS = {
     "paper": dict(prior="gaussian"),  # 18.3M parameters
-    # 2.0M with the neighbour encoder; d_model 160 rather than 192 because on 2 CPU cores the step time matters most
     # the grid observation encoder (asf_core.models.encoder) with a local-attention mixer
-    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=128, num_layers=3, num_heads=4, num_fourier_feats=64,
+    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=128, num_layers=3, num_heads=4,
+                  num_fourier_feats=64,
                   mlp_ratio=2.0, dropout=0.0, max_neighbors=32, bias_hidden=16),
-    "small_point": dict(prior="gaussian", interp="tps", d_model=160, num_layers=4, num_heads=5, num_fourier_feats=128, mlp_ratio=3.0,
-                  dropout=0.0, max_neighbors=48, bias_hidden=16, neighbor_k=16),
+    # 2.0M with the neighbour encoder; d_model 160 rather than 192: on 2 CPU cores the step time matters most
+    "small_point": dict(prior="gaussian", interp="tps", d_model=160, num_layers=4, num_heads=5,
+                        num_fourier_feats=128,
+                        mlp_ratio=3.0, dropout=0.0, max_neighbors=48, bias_hidden=16, neighbor_k=16),
     "tiny": dict(d_model=32, num_layers=2, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0,
                  dropout=0.0, max_neighbors=16, bias_hidden=8),
-    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_layers=2, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0,
-                 dropout=0.0, max_neighbors=16, bias_hidden=8),
+    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_layers=2, num_heads=2,
+                      num_fourier_feats=16,
+                      mlp_ratio=2.0, dropout=0.0, max_neighbors=16, bias_hidden=8),
 }
 
 # variants for `python -m asf_core.bench scaling`: config overrides measured side by side
@@ -185,7 +199,8 @@ class LocalImplicit(nn.Module):
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
         self.radius_embed = TimeEmbedding(d)  # the same sinusoidal map, of the radius scaled to [0, 1]
-        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)  # the grid encoder has its own
+        # the grid encoder has its own
+        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)
         self.obs_norm = nn.LayerNorm(d)
         self.obs_mlp = MLP(d, 2 * d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)

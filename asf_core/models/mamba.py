@@ -37,9 +37,18 @@ from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
-from asf_core.models.spec import Attention, ArchSpec, token_xy
+from asf_core.models.spec import ArchSpec, Attention, token_xy
 from asf_core.nn import (
-    Block, FiLM, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, modulate, point_context,
+    Block,
+    FiLM,
+    FourierFeatures,
+    OutputHead,
+    TimeEmbedding,
+    make_grid_reader,
+    make_neighbor_encoder,
+    make_prior,
+    modulate,
+    point_context,
 )
 from asf_core.ops.curves import ORDERS, curve_key, lexsort
 from asf_core.ops.selective_scan import selective_scan
@@ -160,8 +169,10 @@ class MambaConfig:
     prior_sigma: float = 0.3
     neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
     neighbor_hidden: int = 128
-    encoder: dict = field(default_factory=dict)  # GridEncoderConfig fields: the grid observation encoder; empty: none
-    token_pool: int = 2  # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
+    # GridEncoderConfig fields: the grid observation encoder; empty: none
+    encoder: dict = field(default_factory=dict)
+    # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
+    token_pool: int = 2
 
     def __post_init__(self):
         lo, hi = D_STATE_RANGE
@@ -176,16 +187,23 @@ class MambaConfig:
 
 
 PRESETS = {
-    "paper": dict(prior="gaussian", interp="tps", d_model=512, num_layers=6, d_state=16, expand=2, dropout=0.1, share_directions=True,
-                  mlp_ratio=2.0, decoder="window"),  # ~19.7M parameters (separate directions: ~31M)
+    # ~19.7M parameters (separate directions: ~31M)
+    "paper": dict(prior="gaussian", interp="tps", d_model=512, num_layers=6, d_state=16, expand=2,
+                  dropout=0.1,
+                  share_directions=True, mlp_ratio=2.0, decoder="window"),
     # the grid observation encoder (asf_core.models.encoder) with a selective-scan mixer
-    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=96, num_layers=3, d_state=16, expand=2, num_heads=4,
+    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=96, num_layers=3, d_state=16, expand=2,
+                  num_heads=4,
                   num_fourier_feats=64, mlp_ratio=2.0, decoder="window"),
-    "small_point": dict(prior="gaussian", interp="tps", d_model=64, num_layers=2, d_state=8, expand=2, num_heads=4, num_fourier_feats=64,
-                  mlp_ratio=2.0, decoder="window"),  # ~0.23M, sized for 2 CPU cores: the scans are ~half of a step
+    # ~0.23M, sized for 2 CPU cores: the scans are ~half of a step
+    "small_point": dict(prior="gaussian", interp="tps", d_model=64, num_layers=2, d_state=8, expand=2,
+                        num_heads=4,
+                        num_fourier_feats=64, mlp_ratio=2.0, decoder="window"),
     "tiny": dict(d_model=32, num_layers=2, d_state=8, expand=2, num_heads=2, num_fourier_feats=16,
                  mlp_ratio=2.0),
-    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_layers=2, d_state=8, expand=2, num_heads=2, num_fourier_feats=16,
+    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_layers=2, d_state=8, expand=2,
+                      num_heads=2,
+                      num_fourier_feats=16,
                  mlp_ratio=2.0),
 }
 
@@ -236,7 +254,8 @@ class MambaField(nn.Module):
         d = cfg.d_model
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
-        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)  # the grid encoder has its own
+        # the grid encoder has its own
+        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.prior = make_prior(cfg)
         self.neighbor_enc = make_neighbor_encoder(cfg)
@@ -281,7 +300,7 @@ class MambaField(nn.Module):
         return torch.cat(idx, -1), torch.cat(valid, -1)
 
     def knobs(self) -> dict[str, Knob]:
-        """Run-time knobs (asf_core.models.knobs): none; d_state, like its other sizes, is fixed by the checkpoint."""
+        """Run-time knobs (asf_core.models.knobs): none; d_state, like its sizes, is the checkpoint's."""
         return SPEC.knobs(self.config)
 
     def context(self, *, query_xy: torch.Tensor, obs_xy: torch.Tensor, obs_rgb: torch.Tensor) -> dict:
@@ -302,8 +321,8 @@ class MambaField(nn.Module):
             x_t: (B, Q, 3) noisy query values. t: (B,) in [0, 1].
             query_xy: (B, Q, 2) or (Q, 2) in [-1, 1]. obs_xy: (B, N, 2). obs_rgb: (B, N, 3) in [-1, 1].
             return_attention: also return {"cross_attention": (B, H, Q, N+Q) query weights over the
-                tokens [obs; queries] (zero outside a query's windows), "scan_order": (B, N+Q) long, the first layer's order as
-                indices into [obs; queries], "n_obs": N}.
+                tokens [obs; queries] (zero outside a query's windows), "scan_order": (B, N+Q) long, the
+                first layer's order as indices into [obs; queries], "n_obs": N}.
             context: `self.context(...)` of these same positions and observations, to skip recomputing it.
         Returns:
             v (B, Q, 3), or (v, maps) when asked.
@@ -358,7 +377,8 @@ class MambaField(nn.Module):
 def attention(maps: dict, q: int) -> Attention:
     """Query q's cross-attention over the scanned sequence [obs; queries], and the first layer's order."""
     order = maps["scan_order"]
-    return Attention(weights=maps["cross_attention"][0, :, q].mean(0).float().numpy(), token_xy=token_xy(maps),
+    return Attention(weights=maps["cross_attention"][0, :, q].mean(0).float().numpy(),
+                     token_xy=token_xy(maps),
                      scan_order=None if order is None else np.asarray(order[0].numpy()))
 
 

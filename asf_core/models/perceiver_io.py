@@ -21,8 +21,17 @@ from torch import nn
 
 from asf_core.models import encoder
 from asf_core.models.knobs import Knob
-from asf_core.models.spec import Attention, ArchSpec, token_xy
-from asf_core.nn import Block, FourierFeatures, OutputHead, TimeEmbedding, make_grid_reader, make_neighbor_encoder, make_prior, point_context
+from asf_core.models.spec import ArchSpec, Attention, token_xy
+from asf_core.nn import (
+    Block,
+    FourierFeatures,
+    OutputHead,
+    TimeEmbedding,
+    make_grid_reader,
+    make_neighbor_encoder,
+    make_prior,
+    point_context,
+)
 
 
 @dataclass
@@ -44,20 +53,27 @@ class PerceiverIOConfig:
     prior_sigma: float = 0.3
     neighbor_k: int = 0  # > 0: queries also read their k nearest observations (nn.NeighborEncoder)
     neighbor_hidden: int = 128
-    encoder: dict = field(default_factory=dict)  # GridEncoderConfig fields: the grid observation encoder; empty: none
-    token_pool: int = 2  # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
+    # GridEncoderConfig fields: the grid observation encoder; empty: none
+    encoder: dict = field(default_factory=dict)
+    # the mixer reads the encoder's features pooled by this, as tokens at the cell centres
+    token_pool: int = 2
 
 
 PRESETS = {
-    "paper": dict(prior="gaussian", interp="tps", num_layers=2),  # ~19M parameters, the 512-latent bottleneck of the ASF description
-    # 3.0M; the neighbour encoder is what takes it above thin-plate spline (docs/training_curves.md)
+    # ~19M parameters, the 512-latent bottleneck of the ASF description
+    "paper": dict(prior="gaussian", interp="tps", num_layers=2),
     # the grid observation encoder (asf_core.models.encoder) with a Perceiver IO mixer
-    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=128, num_latents=96, num_layers=3, num_heads=4,
+    "small": dict(prior="gaussian", encoder=encoder.SMALL, d_model=128, num_latents=96, num_layers=3,
+                  num_heads=4,
                   num_fourier_feats=64),
-    "small_point": dict(prior="gaussian", interp="tps", d_model=160, num_latents=128, num_layers=4, num_heads=5, num_fourier_feats=128,
-                  neighbor_k=16),
+    # 3.0M; the neighbour encoder is what takes it above thin-plate spline (docs/training_curves.md)
+    "small_point": dict(prior="gaussian", interp="tps", d_model=160, num_latents=128, num_layers=4,
+                        num_heads=5,
+                        num_fourier_feats=128, neighbor_k=16),
     "tiny": dict(d_model=32, num_latents=16, num_layers=1, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0),
-    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_latents=16, num_layers=1, num_heads=2, num_fourier_feats=16, mlp_ratio=2.0),
+    "tiny_grid": dict(encoder=encoder.TINY, prior="gaussian", d_model=32, num_latents=16, num_layers=1,
+                      num_heads=2,
+                      num_fourier_feats=16, mlp_ratio=2.0),
 }
 
 
@@ -68,7 +84,8 @@ class PerceiverIO(nn.Module):
         d = cfg.d_model
         self.fourier = FourierFeatures(cfg.num_fourier_feats, cfg.fourier_scale)
         self.time_embed = TimeEmbedding(d)
-        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)  # the grid encoder has its own
+        # the grid encoder has its own
+        self.obs_in = None if cfg.encoder else nn.Linear(self.fourier.out_dim + 3, d)
         self.query_in = nn.Linear(self.fourier.out_dim + (6 if cfg.interp_feature else 3), d)
         self.prior = make_prior(cfg)
         self.neighbor_enc = make_neighbor_encoder(cfg)

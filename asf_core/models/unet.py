@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from asf_core.models import encoder
+from asf_core.models.encoder import GridEncoder, GridEncoderConfig, UNet, cell_centres
 from asf_core.models.knobs import Knob
 from asf_core.models.spec import ArchSpec
-from asf_core.models.encoder import GridEncoder, GridEncoderConfig, UNet, cell_centres
 from asf_core.nn import TimeEmbedding, make_prior
 
 
@@ -53,7 +53,8 @@ def grid_of(query_xy: torch.Tensor) -> int:
     q = query_xy.shape[-2]
     side = math.isqrt(q)
     ref = cell_centres(side, query_xy.device)[0] if side * side == q else None
-    if ref is None or not torch.allclose(query_xy.reshape(-1, q, 2), ref.expand(query_xy.reshape(-1, q, 2).shape),
+    if ref is None or not torch.allclose(query_xy.reshape(-1, q, 2), ref.expand(query_xy.reshape(-1, q,
+                                                                                                 2).shape),
                                          atol=1e-5):
         raise ValueError(f"the U-Net answers only at every pixel centre of a square grid, in row-major order "
                          f"(asf_core.fields.pixel_coords); got {q} queries that are not one")

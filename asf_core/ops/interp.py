@@ -115,7 +115,8 @@ INTERPOLANTS = {"knn": knn_interpolate, "tps": tps_interpolate}
 _memo = threading.local()
 
 
-def interpolate_obs(kind: str, obs_xy: torch.Tensor, obs_rgb: torch.Tensor, query_xy: torch.Tensor) -> torch.Tensor:
+def interpolate_obs(kind: str, obs_xy: torch.Tensor, obs_rgb: torch.Tensor,
+                    query_xy: torch.Tensor) -> torch.Tensor:
     """INTERPOLANTS[kind](obs_xy, obs_rgb, query_xy), remembered for the last inputs of this thread.
 
     The source x_0 and every model call of one ODE solve interpolate the same observations at the

@@ -14,6 +14,7 @@ Symbols: B batch · D channels (d_inner) · L length · N state size.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 
@@ -83,12 +84,12 @@ def scan_benchmark(
             fn = fns[impl]
             with torch.no_grad():
                 y = fn(*args, delta_softplus=True)
-                fwd = _time(lambda: fn(*args, delta_softplus=True), repeats, sync)
+                fwd = _time(functools.partial(fn, *args, delta_softplus=True), repeats, sync)
             fwdbwd = None
             if backward:
                 leaves = [a.clone().requires_grad_(True) for a in args]
 
-                def step():
+                def step(fn=fn, leaves=leaves):  # bound now: called within this iteration only
                     fn(*leaves, delta_softplus=True).square().mean().backward()
 
                 fwdbwd = _time(step, repeats, sync)
