@@ -64,11 +64,20 @@ def evaluate_model(model, images, masks, args, model_kwargs: dict) -> dict:
     gen = torch.Generator().manual_seed(args.seed)  # the same x_0 for every model
     per_image = {e: [] for e in ESTIMATES}
     seconds, nfe, pair, err = 0.0, 0, 0.0, 0.0
-    for xb, mb in tqdm(list(zip(images.split(args.batch_size), masks.split(args.batch_size))),
-                       desc=model.arch, leave=False):
+    for xb, mb in tqdm(
+        list(zip(images.split(args.batch_size), masks.split(args.batch_size))), desc=model.arch, leave=False
+    ):
         t0 = time.perf_counter()
-        rec = reconstruct(model, xb, mb, steps=args.steps, solver=args.solver, samples=args.samples,
-                          generator=gen, **model_kwargs)
+        rec = reconstruct(
+            model,
+            xb,
+            mb,
+            steps=args.steps,
+            solver=args.solver,
+            samples=args.samples,
+            generator=gen,
+            **model_kwargs,
+        )
         seconds += time.perf_counter() - t0
         nfe = rec.nfe
         for est in ESTIMATES:
@@ -97,8 +106,12 @@ def evaluate_lmmse(images, masks, args) -> dict:
             per_image[est].append(image_metrics(out, xb, mb))
         p, e = calibration(draws, xb, mb)
         pair, err = pair + p, err + e
-    return {**_summarise(per_image), "nfe": 0, "seconds_per_image": seconds / len(images),
-            "calibration": calibration_record(pair, err)}
+    return {
+        **_summarise(per_image),
+        "nfe": 0,
+        "seconds_per_image": seconds / len(images),
+        "calibration": calibration_record(pair, err),
+    }
 
 
 def evaluate_baseline(name: str, images, masks, args) -> dict:
@@ -116,26 +129,30 @@ def evaluate_baseline(name: str, images, masks, args) -> dict:
 
 def markdown_table(records: list[dict], protocol: dict) -> str:
     k = protocol["samples"]
-    head = (f"| method | NFE | s/img | PSNR 1 / {k} / x̂1 | SSIM 1 / {k} / x̂1 "
-            f"| PSNR missing 1 / {k} / x̂1 | SSIM missing 1 / {k} / x̂1 |")
+    head = (
+        f"| method | NFE | s/img | PSNR 1 / {k} / x̂1 | SSIM 1 / {k} / x̂1 "
+        f"| PSNR missing 1 / {k} / x̂1 | SSIM missing 1 / {k} / x̂1 |"
+    )
     head += " sample pair / error |"
     lines = [head, "|" + " --- |" * 8]
     for r in records:
-        cell = lambda m, f: " / ".join(format(r[e][m], f) for e in ESTIMATES)  # noqa: E731
+        cell = lambda m, f, r=r: " / ".join(format(r[e][m], f) for e in ESTIMATES)  # noqa: E731
         if r["kind"] == "baseline" and "calibration" not in r:
-            cell = lambda m, f: format(r["sample"][m], f)  # noqa: E731
+            cell = lambda m, f, r=r: format(r["sample"][m], f)  # noqa: E731
         lines.append(
             f"| {r['name']} | {r['nfe']} | {r['seconds_per_image']:.4f} | {cell('psnr', '.2f')} | "
             f"{cell('ssim', '.3f')} | {cell('psnr_missing', '.2f')} | {cell('ssim_missing', '.3f')} | "
             + (f"{r['calibration']['ratio']:.2f} |" if "calibration" in r else "– |")
         )
-    caption = (f"{protocol['n']} {protocol['images']} images, {protocol['mask']} masks with "
-               f"{protocol['fraction']:.0%} observed, seed {protocol['seed']}, {protocol['steps']} "
-               f"{protocol['solver']} steps, K={k} samples. PSNR in dB on [0, 1]; "
-               "\"1 / K / x̂1\" = one sample / mean of K samples / one-step estimate at t=0; "
-               "baselines are deterministic (one value), except lmmse, whose samples are exact; "
-               "\"sample pair / error\": the squared distance between two samples of an image over a "
-               "sample's squared error from the truth, on the missing pixels (1 for a calibrated sampler).")
+    caption = (
+        f"{protocol['n']} {protocol['images']} images, {protocol['mask']} masks with "
+        f"{protocol['fraction']:.0%} observed, seed {protocol['seed']}, {protocol['steps']} "
+        f"{protocol['solver']} steps, K={k} samples. PSNR in dB on [0, 1]; "
+        '"1 / K / x̂1" = one sample / mean of K samples / one-step estimate at t=0; '
+        "baselines are deterministic (one value), except lmmse, whose samples are exact; "
+        '"sample pair / error": the squared distance between two samples of an image over a '
+        "sample's squared error from the truth, on the missing pixels (1 for a calibrated sampler)."
+    )
     return "\n".join(lines) + "\n\n" + caption + "\n"
 
 
@@ -152,8 +169,11 @@ def check_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps)") from None
-    usable = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
-              "mps": lambda: torch.backends.mps.is_available()}.get(device.type, lambda: False)
+    usable = {
+        "cpu": lambda: True,
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: torch.backends.mps.is_available(),
+    }.get(device.type, lambda: False)
     if not usable():
         raise ValueError(f"--device {name}: no such device on this machine (use --device cpu)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -188,8 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fraction", type=float, default=0.2, help="observed fraction")
     p.add_argument("--mask", default="random", help=", ".join(MASK_KINDS))
-    p.add_argument("--baselines", default="auto", help="comma list, none, or auto: every baseline that "
-                   "applies (lmmse only on 32×32 images)")
+    p.add_argument(
+        "--baselines",
+        default="auto",
+        help="comma list, none, or auto: every baseline that applies (lmmse only on 32×32 images)",
+    )
     p.add_argument("--model-kwargs", default="", help='extra model knobs, e.g. "radius=0.3"')
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--device", default="cpu")
@@ -229,11 +252,26 @@ def run(args: argparse.Namespace, command: str = "") -> dict:
         images = to_float(load_cifar10("test", args.data_dir)[: args.n])
     if args.baselines == "auto" and images.shape[-2:] != (32, 32):
         names.remove("lmmse")  # its statistics are CIFAR-10's, at 32×32
-    masks = make_mask(len(images), images.shape[2], images.shape[3], args.fraction, args.mask,
-                      generator=torch.Generator().manual_seed(args.seed))
-    protocol = {"n": len(images), "images": args.images or "CIFAR-10 test", "mask": args.mask,
-                "fraction": args.fraction, "seed": args.seed, "steps": args.steps,
-                "solver": args.solver, "samples": args.samples, "model_kwargs": model_kwargs, "command": command}
+    masks = make_mask(
+        len(images),
+        images.shape[2],
+        images.shape[3],
+        args.fraction,
+        args.mask,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    protocol = {
+        "n": len(images),
+        "images": args.images or "CIFAR-10 test",
+        "mask": args.mask,
+        "fraction": args.fraction,
+        "seed": args.seed,
+        "steps": args.steps,
+        "solver": args.solver,
+        "samples": args.samples,
+        "model_kwargs": model_kwargs,
+        "command": command,
+    }
     records = []
     for path, model in zip(args.checkpoint, models):
         rec = evaluate_model(model, images, masks, args, model_kwargs)

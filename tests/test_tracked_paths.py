@@ -13,11 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {  # where such a path is the point: CI finds the shared data, these tests name and strip them
-    ".ci/run", "tests/test_tracked_paths.py", "tests/test_export.py"}
+    ".ci/run",
+    "tests/test_tracked_paths.py",
+    "tests/test_export.py",
+}
 
 PATTERNS = {
     "an absolute path of a machine": re.compile(
-        r"(?<![\w.:/-])(?:/tmp/|/var/folders/|/home/\w|/root/|/Users/\w|/work/\w|/mnt/\w|[A-Z]:\\\\Users)"),
+        r"(?<![\w.:/-])(?:/tmp/|/var/folders/|/home/\w|/root/|/Users/\w|/work/\w|/mnt/\w|[A-Z]:\\\\Users)"
+    ),
     "a numbered run folder": re.compile(r"\bruns/(?:s|session|try|round|v|run)?\d+\b|\bruns/[A-Za-z_]+?\d+/"),
     "the relative path to the shared data": re.compile(r"\.\./shared\b"),
 }
@@ -31,13 +35,21 @@ def tracked_files() -> list[str]:
 
 
 def test_the_patterns_catch_what_they_are_for():
-    hits = {kind: bool(p.search(text)) for kind, p in PATTERNS.items() for text in [{
-        "an absolute path of a machine": "wrote /tmp/tmpab12/x.png",
-        "a numbered run folder": "--init-from runs/s5/pio/best",
-        "the relative path to the shared data": "--data-dir ../shared/data",
-    }[kind]]}
+    hits = {
+        kind: bool(p.search(text))
+        for kind, p in PATTERNS.items()
+        for text in [
+            {
+                "an absolute path of a machine": "wrote /tmp/tmpab12/x.png",
+                "a numbered run folder": "--init-from runs/s5/pio/best",
+                "the relative path to the shared data": "--data-dir ../shared/data",
+            }[kind]
+        ]
+    }
     assert all(hits.values()), hits
-    clean = "python -m asf_core.train --out runs/pio --data-dir DIR; see https://example.org/tmp/x and a/tmp/b"
+    clean = (
+        "python -m asf_core.train --out runs/pio --data-dir DIR; see https://example.org/tmp/x and a/tmp/b"
+    )
     assert not any(p.search(clean) for p in PATTERNS.values())
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, fields
 
 from torch import nn
 
-from asf_core.models import local_implicit, mamba, perceiver_io, unet
+from asf_core.models import hybrid, local_implicit, mamba, perceiver_io, unet
 from asf_core.models.encoder import GridEncoderConfig
 from asf_core.models.spec import ArchSpec
 from asf_core.models.values import check_values
@@ -35,7 +35,7 @@ def unregister(name: str) -> None:
     MODELS.pop(name, None)
 
 
-for _module in (perceiver_io, local_implicit, mamba, unet):
+for _module in (perceiver_io, local_implicit, mamba, hybrid, unet):
     register(_module.SPEC)
 
 
