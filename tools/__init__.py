@@ -6,4 +6,5 @@ repository root. None is imported by asf_core or app.
     python tools/make_samples.py ...        the app's bundled sample images (app/samples/)
     python tools/run_curves.py ...          validation curves of training runs, as one JSON
     python tools/velocity_reference.py      the shipped checkpoints' velocities (tests/test_velocities.py)
+    python tools/results_table.py ...       the README's results table from evaluation JSONs
 """
