@@ -22,18 +22,27 @@ def rows(paths: list[str]) -> list[str]:
         if {k: d["protocol"][k] for k in PROTOCOL} != first:
             raise SystemExit(f"error: {path} was not evaluated under the protocol of {paths[0]}")
     k = first["samples"]
-    out = [f"| method | one sample | mean of {k} | x̂1 | SSIM x̂1 | sample pair / error |",
-           "| --- | --: | --: | --: | --: | --: |"]
+    out = [
+        f"| method | one sample | mean of {k} | x̂1 | SSIM x̂1 | sample pair / error |",
+        "| --- | --: | --: | --: | --: | --: |",
+    ]
     models = [r for d in data for r in d["methods"] if r["kind"] == "model"]
     for r in sorted(models, key=lambda r: -r["onestep"]["psnr"]):
-        out.append(f"| {Path(r['checkpoint']).name} | {r['sample']['psnr']:.2f} | {r['mean']['psnr']:.2f} | "
-                   f"**{r['onestep']['psnr']:.2f}** | {r['onestep']['ssim']:.3f} | {r['calibration']['ratio']:.2f} |")
+        out.append(
+            f"| {Path(r['checkpoint']).name} | {r['sample']['psnr']:.2f} | {r['mean']['psnr']:.2f} | "
+            f"**{r['onestep']['psnr']:.2f}** | {r['onestep']['ssim']:.3f} | {r['calibration']['ratio']:.2f} |"
+        )
     for r in (r for r in data[0]["methods"] if r["kind"] == "baseline"):
         if "calibration" in r:  # exact samples: all three columns
-            out.append(f"| {r['name']} (baseline) | {r['sample']['psnr']:.2f} | {r['mean']['psnr']:.2f} | "
-                       f"{r['onestep']['psnr']:.2f} | {r['onestep']['ssim']:.3f} | {r['calibration']['ratio']:.2f} |")
+            out.append(
+                f"| {r['name']} (baseline) | {r['sample']['psnr']:.2f} | {r['mean']['psnr']:.2f} | "
+                f"{r['onestep']['psnr']:.2f} | {r['onestep']['ssim']:.3f} | {r['calibration']['ratio']:.2f} |"
+            )
         else:
-            out.append(f"| {r['name']} (baseline) | – | – | {r['sample']['psnr']:.2f} | {r['sample']['ssim']:.3f} | – |")
+            out.append(
+                f"| {r['name']} (baseline) | – | – | {r['sample']['psnr']:.2f} | "
+                f"{r['sample']['ssim']:.3f} | – |"
+            )
     return out
 
 
