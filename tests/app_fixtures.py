@@ -14,7 +14,8 @@ from asf_core.checkpoint import save_pretrained
 from asf_core.models import build_model
 
 TINY = {"perceiver_io_grid": ("perceiver_io", {}), "local_implicit_grid": ("local_implicit", {}),
-        "mamba_d8_grid": ("mamba", {"d_state": 8}), "mamba_d16_grid": ("mamba", {"d_state": 16})}
+        "mamba_d8_grid": ("mamba", {"d_state": 8}), "mamba_d16_grid": ("mamba", {"d_state": 16}),
+        "hybrid_grid": ("hybrid", {})}
 SAMPLE = Path(__file__).resolve().parents[1] / "app" / "samples" / "cifar_0000_cat.png"
 
 

@@ -1,6 +1,6 @@
 """The Compare tab (app.compare, its handlers and figure): every method on one image, mask and seed,
 the same noise ε for every model whatever its source, the table, and the cached PSNR-vs-steps sweep.
-Tiny checkpoints with different sources (noise σ=1, interp σ=0.3, noise σ=0.5), CPU, seconds."""
+Tiny checkpoints with different sources (noise σ=1, interp σ=0.3, noise σ=0.5, interp σ=0.6), CPU, seconds."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from asf_core.models import build_model
 core = importlib.import_module("asf_core.reconstruct")
 SOURCES = {"perceiver_io_grid": ("perceiver_io", {}, {"source": "interp", "sigma": 0.3}),
            "local_implicit_grid": ("local_implicit", {}, {}),  # noise, σ = 1 (the default)
-           "mamba_d16_grid": ("mamba", {"d_state": 16}, {"source": "noise", "sigma": 0.5})}
+           "mamba_d16_grid": ("mamba", {"d_state": 16}, {"source": "noise", "sigma": 0.5}),
+           "hybrid_grid": ("hybrid", {}, {"source": "interp", "sigma": 0.6})}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,8 @@ def test_same_noise_for_every_model(rec, image, mask, monkeypatch):
     monkeypatch.setattr(core, "source_sample", spy)
     entries = list(Comparer(rec).compare(image, mask, seed=7, steps=1, solver="euler"))
     assert [e.method for e in entries] == [*arch_labels(), *BASELINE_LABELS]
-    assert [(k, s) for k, s, _, _ in draws] == [("interp", 0.3), ("noise", 1.0), ("noise", 0.5)]
+    want = [("interp", 0.3), ("noise", 1.0), ("noise", 0.5), ("interp", 0.6)]
+    assert [(k, s) for k, s, _, _ in draws] == want
     eps = [d[3] for d in draws]
     for other in eps[1:]:
         torch.testing.assert_close(other, eps[0], atol=1e-5, rtol=0)
@@ -138,16 +140,22 @@ def test_compare_and_sweep_handlers(rec, monkeypatch):
     ev = Handlers(rec)
     state, _, _ = ev.load(samples()[0][0], None)
     state, _, _ = ev.make_mask(state, "random", 20, 0, None)
-    outs = list(ev.compare(state, 0, 2, "euler", 0.3, 16))
+    outs = list(ev.compare(state, 0, 2, "euler", *defaults(ev)))
     n = len(rec.methods())
     assert len(outs) == n + 1 and all(len(o) == n + 2 for o in outs)
     status, *images, df = outs[-1]
     assert status.startswith("Done") and "same noise" in status and len(df) == n
     assert all(u["value"].shape == (256, 256, 3) and "dB" in u["label"] for u in images)
-    final = list(ev.sweep(state, 0, ["euler"], 0.3, 16))[-1]
+    final = list(ev.sweep(state, 0, ["euler"], *defaults(ev)))[-1]
     assert final[0].startswith("Done") and "(0 from the cache)" in final[0]
-    assert len(final[1].data) == 3 + 2  # three models · euler, two baselines
-    final = list(ev.sweep(state, 0, ["euler"], 0.3, 16))[-1]
-    assert "(11 from the cache)" in final[0]  # 3 models × 3 steps + 2 baselines, nothing recomputed
+    assert len(final[1].data) == len(SOURCES) + 2  # every model · euler, two baselines
+    final = list(ev.sweep(state, 0, ["euler"], *defaults(ev)))[-1]
+    cached = len(SOURCES) * 3 + 2  # every model × 3 steps + 2 baselines, nothing recomputed
+    assert f"({cached} from the cache)" in final[0]
     with pytest.raises(gr.Error, match="Pick a sample"):
-        list(ev.sweep({"image": None}, 0, ["euler"], 0.3, 16))
+        list(ev.sweep({"image": None}, 0, ["euler"], *defaults(ev)))
+
+
+def defaults(ev):
+    """Every knob control at its default, in the order the handlers take them."""
+    return [c.default for c in ev.controls]

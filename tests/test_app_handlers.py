@@ -50,14 +50,17 @@ def test_method_names():
 
 
 def test_knob_visibility(ev):
-    radius, d_state, steps, solver, k = ev.knob_visibility("Local Implicit")
-    assert radius["visible"] and not d_state["visible"] and steps["visible"]
-    radius, d_state, steps, solver, k = ev.knob_visibility("Biharmonic")
-    assert not any(u["visible"] for u in (radius, d_state, steps, solver, k))
+    *knobs, steps, solver, k = ev.knob_visibility("Local Implicit")
+    shown = [(c.arch, c.name) for c, u in zip(ev.controls, knobs) if u["visible"]]
+    assert shown == [("local_implicit", "radius")] and steps["visible"]
+    *knobs, steps, solver, k = ev.knob_visibility("MAMBA")
+    assert [(c.arch, c.name) for c, u in zip(ev.controls, knobs) if u["visible"]] == [("mamba", "d_state")]
+    updates = ev.knob_visibility("Biharmonic")
+    assert len(updates) == len(ev.controls) + 3 and not any(u["visible"] for u in updates)
 
 
 def test_run_scrub_and_locality(ev, state):
-    outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 32, None, 0.3, None))
+    outs = list(ev.run(state, "Local Implicit", 4, "euler", 0, 2, 32, None, *defaults(ev)))
     status, xt, x1, chart, result, mean, std, metrics, download, slider, note, spectrum, state = outs[-1]
     assert status.startswith("Done") and result.shape == (256, 256, 3)
     assert mean["visible"] and mean["value"].shape == (256, 256, 3)
@@ -84,7 +87,7 @@ def test_run_scrub_and_locality(ev, state):
 
 def test_stop(ev, state):
     assert ev.request_stop(None) == gr.skip()  # nothing running: the status line is left alone
-    run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 32, None, 0.3, 16)
+    run = ev.run(state, "MAMBA", 60, "euler", 0, 1, 32, None, *defaults(ev))
     next(run)  # "Running…"
     next(run)  # the first frame
     ev.request_stop(None)
@@ -95,13 +98,13 @@ def test_stop(ev, state):
 def test_errors_become_gr_error(ev, state):
     with pytest.raises(gr.Error, match="every pixel"):
         list(ev.run({**state, "mask": np.ones((32, 32), bool)}, "Local Implicit", 2, "euler", 0, 1, 32,
-                    None, 0.3, None))
+                    None, *defaults(ev)))
     with pytest.raises(gr.Error, match="output resolution"):
-        list(ev.run(state, "Local Implicit", 2, "euler", 0, 1, 48, None, 0.3, None))
+        list(ev.run(state, "Local Implicit", 2, "euler", 0, 1, 48, None, *defaults(ev)))
     with pytest.raises(gr.Error, match="Pick a sample"):
-        list(ev.compare(None, 0, 2, "euler", 0.3, None))
+        list(ev.compare(None, 0, 2, "euler", *defaults(ev)))
     with pytest.raises(gr.Error, match="solver"):
-        list(ev.sweep(state, 0, [], 0.3, None))
+        list(ev.sweep(state, 0, [], *defaults(ev)))
     with pytest.raises(gr.Error, match="Run a model first"):
         ev.locality({**state, "run": None}, gr.SelectData(None, {"index": [0, 0], "value": None}))
     with pytest.raises(gr.Error, match="is not an image"):
@@ -152,7 +155,7 @@ def test_unreadable_and_bomb_images_get_a_sentence(ev, state, tmp_path):
 
 
 def test_baseline_run_ends_with_a_slider_gradio_accepts(ev, state):
-    *_, last = ev.run(state, "Thin-plate spline", 20, "euler", 0, 1, 32, None, 0.3, None)
+    *_, last = ev.run(state, "Thin-plate spline", 20, "euler", 0, 1, 32, None, *defaults(ev))
     status, slider = last[0], last[9]
     assert status.startswith("Done") and slider["visible"] is False
     assert "one sample" not in status and "PSNR" in status  # a baseline has one fill, no samples
@@ -171,3 +174,8 @@ def test_a_new_image_clears_the_last_result(ev):
     out = ev.clear_results()
     assert out[0].startswith("New input") and out[3] is None and out[6] is None
     assert len(out[10].data) == 0  # the last run's spectrum goes too
+
+
+def defaults(ev):
+    """Every knob control at its default, in the order the handlers take them."""
+    return [c.default for c in ev.controls]

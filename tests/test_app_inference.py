@@ -11,7 +11,7 @@ from PIL import Image
 
 from app import figures
 from app.images import InputError
-from app.inference import BASELINE_LABELS, SOLVERS, Frame, Reconstructor, Result, arch_labels
+from app.inference import BASELINE_LABELS, SOLVERS, Frame, Reconstructor, Result, arch_labels, expected
 from asf_core.sampling import METHODS
 from tests.app_fixtures import SAMPLE, tiny_checkpoints
 
@@ -30,7 +30,7 @@ def test_discovery_reports_missing_and_broken(rec, tmp_path):
     assert "mamba_d32" in missing and "python -m asf_core.train --arch mamba" in missing
     assert "d_state=32" in missing and "broken" in missing
     empty = Reconstructor(tmp_path / "nothing")  # no pretrained/: the baselines still run
-    assert empty.methods() == list(BASELINE_LABELS) and len(empty.missing()) == 5
+    assert empty.methods() == list(BASELINE_LABELS) and len(empty.missing()) == len(expected())
     with pytest.raises(InputError, match="no Perceiver IO checkpoint"):
         empty.model("perceiver_io")
     with pytest.raises(InputError, match="d_state=32"):

@@ -116,7 +116,7 @@ def test_handlers_resolution_and_first_page(rec):
     assert first["status"].startswith("Precomputed")
     assert first["result"].shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
     assert first["metrics"]["method"] == "tps" and first["state"]["run"]["method"] == "tps"
-    outs = list(ev.run(state, "Perceiver IO", 3, "euler", 0, 2, 128, None, 0.3, None))
+    outs = list(ev.run(state, "Perceiver IO", 3, "euler", 0, 2, 128, None, *defaults(ev)))
     status, xt, x1, chart, result, mean, std, metrics, download, slider, note, spectrum, state = outs[-1]
     assert "128×128" in status and result.shape == xt.shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
     assert (result[0::2, 0::2] == result[1::2, 1::2]).all()  # nearest ×2: crisp squares of 2 px
@@ -126,3 +126,8 @@ def test_handlers_resolution_and_first_page(rec):
     assert state["run"]["out_size"] == 128
     status, xt, _ = ev.scrub(state, 1)
     assert "step 1/3" in status and xt.shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
+
+
+def defaults(ev):
+    """Every knob control at its default, in the order the handlers take them."""
+    return [c.default for c in ev.controls]
