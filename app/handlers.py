@@ -50,7 +50,8 @@ ORIGINAL_MIN, ORIGINAL_MAX = 192, 384  # the uploaded original is shown about th
 STREAM_EVERY = 0.08  # seconds between streamed frames (every step is still stored)
 PLOT_EVERY = 0.5  # seconds between chart updates while streaming
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
-DISPLAY_BASELINES = {"tps": "Thin-plate spline", "biharmonic": "Biharmonic"}
+DISPLAY_BASELINES = {"tps": "Thin-plate spline", "biharmonic": "Biharmonic", "lmmse": "Linear-MMSE"}
+SAMPLING_BASELINES = ("lmmse",)  # baselines that draw K samples (no steps, no solver)
 _STOP: dict[str, threading.Event] = {}  # session hash -> Stop pressed
 _OUT = Path(tempfile.mkdtemp(prefix="asf_app_"))
 KEEP_SECONDS = 3600  # result files are served for an hour, then removed
@@ -218,7 +219,8 @@ class Handlers:
         key = method_key(method_label)
         model = key in arch_specs()
         return (*(gr.update(visible=c.arch == key) for c in self.controls),
-                gr.update(visible=model), gr.update(visible=model), gr.update(visible=model))
+                gr.update(visible=model), gr.update(visible=model),
+                gr.update(visible=model or key in SAMPLING_BASELINES))
 
 
     # ---- run ------------------------------------------------------------------------------
@@ -301,7 +303,7 @@ class Handlers:
             images["x̂1 (posterior mean)"] = result.onestep
         if result.mean is not None:
             images[f"mean of {len(result.samples)}"] = result.mean
-        images["one sample" if method in arch_specs() else labels()[method]] = result.image
+        images["one sample" if result.onestep is not None else labels()[method]] = result.image
         detail = None if original is None else {k: scores.fine_detail(v, original) for k, v in images.items()}
         return figures.spectrum_figure({k: scores.radial_power(v) for k, v in images.items()}, detail)
 

@@ -42,11 +42,13 @@ from asf_core.checkpoint import CheckpointError, load_model, read_config
 from asf_core.metrics import psnr, to_unit
 from asf_core.models import SPECS, ArchSpec
 from asf_core.models.knobs import Knob
-from asf_core.reconstruct import reconstruct
+from asf_core.reconstruct import Reconstruction, reconstruct
 from asf_core.sampling import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE_LABELS = {"tps": "thin-plate spline", "biharmonic": "biharmonic"}
+BASELINE_LABELS = {"tps": "thin-plate spline", "biharmonic": "biharmonic", "lmmse": "linear-MMSE"}
+# the baselines that need a file: served only when it is in the pretrained folder
+BASELINE_RELEASES = {"lmmse": "lmmse_cifar10"}  # tools/lmmse_release.py
 SOLVERS = tuple(METHODS)
 MAX_STEPS, MAX_SAMPLES = 100, 16
 OUT_SIZES = (32, 64, 128)  # output grids; the models were trained on 32×32
@@ -162,7 +164,14 @@ class Reconstructor:
     def methods(self) -> list[str]:
         """Runnable methods: architectures with a checkpoint, then the baselines."""
         archs = [a for a in arch_specs() if any(c["arch"] == a for c in self.checkpoints.values())]
-        return archs + list(BASELINE_LABELS)
+        return archs + self.baselines()
+
+    def baselines(self) -> list[str]:
+        """The baselines served: all but those whose release file is not in the pretrained folder."""
+        from asf_core.lmmse import RELEASE_FILE
+
+        return [b for b in BASELINE_LABELS
+                if b not in BASELINE_RELEASES or (self.root / BASELINE_RELEASES[b] / RELEASE_FILE).is_file()]
 
     def checkpoint_values(self, arch: str) -> list:
         """The values of `arch`'s checkpoint key among its checkpoints found (empty without a key)."""
@@ -276,8 +285,11 @@ class Reconstructor:
         if image.shape != (self.size, self.size, 3) or image.dtype != np.uint8:
             image = self.prepare(image).image
         mask = im.check_mask(mask, self.size)
+        if method in BASELINE_RELEASES and method not in self.baselines():
+            raise InputError(f"the {BASELINE_LABELS[method]} baseline needs {self.root / BASELINE_RELEASES[method]}; "
+                             f"make it with `python tools/lmmse_release.py --out pretrained/{BASELINE_RELEASES[method]}`")
         if method not in arch_specs() and method not in BASELINE_LABELS:
-            known = ", ".join([*arch_specs(), *BASELINE_LABELS])
+            known = ", ".join([*arch_specs(), *self.baselines()])
             raise InputError(f"unknown method {method!r}; choose from {known}")
         if int(steps) != steps or not 1 <= steps <= MAX_STEPS:
             raise InputError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps}")
@@ -330,6 +342,8 @@ class Reconstructor:
         from asf_core.baselines import reconstruct as baseline_reconstruct  # scipy: ~1 s, on first use
 
         method, truth, mask_t, out = job["method"], job["truth"], job["mask"], job["out"]
+        if method == "lmmse":
+            return self._lmmse(job)
         notes = scores.notes(job["out"], self.size, job["reference"] is not None)
         if out == self.size or method in POINT_METHODS:  # an interpolant: evaluate it on the finer grid
             fill = baseline_reconstruct(method, truth, mask_t, out_hw=(out, out))
@@ -344,6 +358,31 @@ class Reconstructor:
         image = im.to_uint8(fill[0])
         return Result(image=image, metrics=metrics, seconds=time.perf_counter() - job["start"], nfe=0,
                       samples=[image], size=out, notes=notes)
+
+    def _lmmse(self, job: dict) -> Result:
+        """The linear-MMSE baseline as a sampler: its conditional mean is x̂1 and its K samples are
+        exact draws of the conditional Gaussian, so the sample-against-mean lesson holds exactly."""
+        from asf_core import lmmse
+
+        with self._lock:
+            if "lmmse" not in self._models:
+                try:
+                    self._models["lmmse"] = lmmse.load_release(self.root / BASELINE_RELEASES["lmmse"]).stats()
+                except ValueError as e:  # a truncated or foreign file: say so, keep serving the rest
+                    raise InputError(str(e)) from None
+        stats, out, s = self._models["lmmse"], job["out"], self.size
+        g = torch.Generator().manual_seed(job["seed"])
+        mean, draws = lmmse.reconstruct(job["truth"], job["mask"], stats, samples=job["samples"], generator=g)
+        if out > s:  # a Gaussian over the S×S pixels: shown upsampled
+            mean, draws = (F.interpolate(x.flatten(0, x.dim() - 4), size=(out, out), mode="bicubic",
+                                         align_corners=False).clamp(-1, 1).view(*x.shape[:-2], out, out)
+                           for x in (mean, draws))
+        rec = Reconstruction(sample=draws[0], mean=draws.mean(0), onestep=mean, samples=draws, nfe=0)
+        result = self._result(job, rec, [])
+        if out > s:
+            result.notes.append(f"The linear-MMSE Gaussian is over the {s}×{s} pixels; its mean and samples "
+                                f"are shown bicubically upsampled to {out}×{out}.")
+        return result
 
     def _integrate(self, job: dict, callback):
         g = torch.Generator().manual_seed(job["seed"])  # fresh per call: ε is the first draw
@@ -412,7 +451,7 @@ class Reconstructor:
         if reference is not None:
             metrics.update(scores.vs_reference(rec.sample, reference))
         notes = scores.notes(job["out"], self.size, job["reference"] is not None)
-        if out > self.size:  # seen on the shipped checkpoints: grain at 128×128, a smooth x̂1
+        if out > self.size and "model" in job:  # seen on the shipped checkpoints: grain at 128×128, a smooth x̂1
             notes.append(f"The source noise is drawn independently at each of the {out}×{out} queries, "
                          f"a density the models never saw in training, so a sample can keep some grain; "
                          f"the one-step estimate x̂1 (psnr_onestep) and the mean of K samples are smoother.")

@@ -9,6 +9,10 @@ only above it; its samples are exact posterior samples of that Gaussian, the cle
 samples against the mean there is (one sample has twice the mean's expected squared error).
 
 The statistics are fitted once from CIFAR-10's training split and cached (`fit_stats`, `stats`).
+The full covariance (3072² values) is too large to ship, so the app reads a low-rank release
+(`low_rank`, `save_release`, `load_release`): the top eigenvectors of Σ in fp16 plus an isotropic
+rest, Σ ≈ V diag(λ) Vᵀ + σ²I, a Gaussian of its own (probabilistic PCA), so its samples are still
+exact samples of the model it is.
 
 Symbols: B batch · D = 3·H·W values · o observed, m missing values.
 """
@@ -20,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from asf_core.data import default_data_dir, load_cifar10, to_float
 
@@ -64,6 +71,63 @@ def stats(hw: tuple[int, int] = (32, 32), data_dir: str | Path | None = None) ->
     torch.save({"mean": s.mean, "cov": s.cov, "hw": list(s.hw)}, tmp)
     tmp.replace(path)
     return s
+
+
+RELEASE_FILE = "stats.safetensors"
+
+
+@dataclass
+class LowRank:
+    """Σ ≈ V diag(λ) Vᵀ + σ²I: what a release holds (under 10 MB at rank 1536)."""
+
+    mean: torch.Tensor  # (D,) float32
+    basis: torch.Tensor  # (D, k) float16, V: the top k eigenvectors of Σ
+    values: torch.Tensor  # (k,) float32, λ: their eigenvalues
+    noise: float  # σ²: the mean of the other eigenvalues
+    hw: tuple[int, int]
+
+    def stats(self) -> GaussianStats:
+        b = self.basis.double()
+        eye = torch.eye(len(self.mean), dtype=torch.float64)
+        return GaussianStats(self.mean.double(), (b * self.values.double()) @ b.T + self.noise * eye, self.hw)
+
+
+def low_rank(s: GaussianStats, rank: int) -> LowRank:
+    """The probabilistic-PCA approximation of `s`: its top `rank` eigenvectors, rounded to fp16 as
+    shipped, and the mean of the other eigenvalues as an isotropic rest."""
+    if not 1 <= rank < len(s.mean):
+        raise ValueError(f"rank must be in [1, {len(s.mean) - 1}], got {rank}")
+    values, vectors = torch.linalg.eigh(s.cov)  # ascending
+    values, vectors = values.flip(0), vectors.flip(1)
+    return LowRank(s.mean.float(), vectors[:, :rank].half(), values[:rank].float(),
+                   float(values[rank:].mean()), tuple(s.hw))
+
+
+def save_release(model: LowRank, folder: str | Path) -> Path:
+    """Write `model` to `folder`/stats.safetensors (whole or not at all)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (RELEASE_FILE + ".tmp")
+    tensors = {"mean": model.mean, "basis": model.basis, "values": model.values,
+               "noise": torch.tensor([model.noise]), "hw": torch.tensor(list(model.hw))}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))  # safetensors stores packed tensors
+    tmp.replace(folder / RELEASE_FILE)
+    return folder / RELEASE_FILE
+
+
+def load_release(folder: str | Path) -> LowRank:
+    """The model a `save_release` folder holds (a ValueError naming the file if it is not one)."""
+    path = Path(folder) / RELEASE_FILE
+    try:
+        d = load_file(str(path))
+        model = LowRank(d["mean"], d["basis"], d["values"], float(d["noise"][0]),
+                        tuple(int(v) for v in d["hw"]))
+    except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as e:  # absent, truncated, foreign
+        raise ValueError(f"{path} is not a linear-MMSE release ({type(e).__name__}: {e})") from None
+    d_, k = len(model.mean), len(model.values)
+    if model.basis.shape != (d_, k) or d_ != 3 * model.hw[0] * model.hw[1]:
+        raise ValueError(f"{path}: basis {tuple(model.basis.shape)} does not match mean {d_} and values {k}")
+    return model
 
 
 def _split(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Shared by the app tests: a folder of tiny, randomly perturbed checkpoints (every architecture,
-MAMBA at two d_state values, one broken folder), so no test depends on what pretrained/ holds."""
+MAMBA at two d_state values, one broken folder) and a rank-16 linear-MMSE release, so no test
+depends on what pretrained/ holds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from asf_core import lmmse
 from asf_core.checkpoint import save_pretrained
 from asf_core.models import build_model
 
@@ -27,6 +29,9 @@ def tiny_checkpoints(root: Path) -> Path:
             for p in model.parameters():
                 p.add_(0.05 * torch.randn_like(p))
         save_pretrained(model, root / name, arch=arch)
+    basis = torch.linalg.qr(torch.randn(3 * 32 * 32, 16)).Q  # any orthonormal basis: a valid Gaussian
+    lmmse.save_release(lmmse.LowRank(torch.zeros(3 * 32 * 32), basis.half(), torch.linspace(20, 1, 16), 0.05,
+                                     (32, 32)), root / "lmmse_cifar10")
     (root / "broken").mkdir(exist_ok=True)
     (root / "broken" / "config.json").write_text("{not json")
     return root

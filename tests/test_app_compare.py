@@ -56,7 +56,7 @@ def test_same_noise_for_every_model(rec, image, mask, monkeypatch):
 
     monkeypatch.setattr(core, "source_sample", spy)
     entries = list(Comparer(rec).compare(image, mask, seed=7, steps=1, solver="euler"))
-    assert [e.method for e in entries] == [*arch_labels(), *BASELINE_LABELS]
+    assert [e.method for e in entries] == [*arch_labels(), *rec.baselines()]
     want = [("interp", 0.3), ("noise", 1.0), ("noise", 0.5), ("interp", 0.6)]
     assert [(k, s) for k, s, _, _ in draws] == want
     eps = [d[3] for d in draws]

@@ -30,7 +30,9 @@ def test_discovery_reports_missing_and_broken(rec, tmp_path):
     assert "mamba_d32" in missing and "python -m asf_core.train --arch mamba" in missing
     assert "d_state=32" in missing and "broken" in missing
     empty = Reconstructor(tmp_path / "nothing")  # no pretrained/: the baselines still run
-    assert empty.methods() == list(BASELINE_LABELS) and len(empty.missing()) == len(expected())
+    assert empty.methods() == ["tps", "biharmonic"] and len(empty.missing()) == len(expected())
+    with pytest.raises(InputError, match="needs .*lmmse_cifar10"):  # its release is not there either
+        empty.reconstruct(np.zeros((32, 32, 3), np.uint8), empty.make_mask("random", 0.2), "lmmse")
     with pytest.raises(InputError, match="no Perceiver IO checkpoint"):
         empty.model("perceiver_io")
     with pytest.raises(InputError, match="d_state=32"):
@@ -139,6 +141,23 @@ def test_every_model_and_solver(rec, image, mask, method, solver):
 def test_baselines(rec, image, mask, method):
     result = rec.reconstruct(image, mask, method)
     assert result.nfe == 0 and result.metrics["psnr"] > 12 and (result.image[mask] == image[mask]).all()
+
+
+def test_lmmse_draws_exact_samples_around_its_mean(rec, image, mask, tmp_path):
+    r = rec.reconstruct(image, mask, "lmmse", samples=3, seed=1)
+    assert r.nfe == 0 and len(r.samples) == 3 and r.mean is not None and r.std.shape == (32, 32)
+    assert {"psnr_onestep", "psnr_mean"} <= set(r.metrics) and not r.frames
+    assert all((x[mask] == image[mask]).all() for x in [r.onestep, *r.samples])
+    assert (r.samples[0] != r.samples[1]).any() and (r.onestep != r.samples[0]).any()
+    again = rec.reconstruct(image, mask, "lmmse", samples=3, seed=1)
+    assert (again.image == r.image).all()  # the seed fixes the draws
+    big = rec.reconstruct(image, mask, "lmmse", out_size=64)
+    assert big.image.shape == (64, 64, 3) and any("upsampled" in n for n in big.notes)
+    bad = tmp_path / "bad"
+    (bad / "lmmse_cifar10").mkdir(parents=True)
+    (bad / "lmmse_cifar10" / "stats.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(InputError, match="is not a linear-MMSE release"):
+        Reconstructor(bad).reconstruct(image, mask, "lmmse")
 
 
 def test_seed_reproduces_and_k_samples(rec, image, mask):

@@ -44,3 +44,30 @@ def test_fit_stats_of_flipped_images():
     s = lmmse.fit_stats(images)
     assert s.mean.shape == (48,) and s.cov.shape == (48, 48)
     assert torch.allclose(s.cov, s.cov.T)
+
+
+def test_low_rank_release_round_trip_and_bad_files(tmp_path):
+    import pytest
+
+    _, s = gaussian_images(1)
+    model = lmmse.low_rank(s, 40)
+    values = torch.linalg.eigvalsh(s.cov).flip(0)
+    assert torch.allclose(model.values.double(), values[:40], rtol=1e-5)
+    assert abs(model.noise - float(values[40:].mean())) < 1e-9
+    # along a kept eigenvector the model's variance is λ + σ², along the others σ² (probabilistic PCA)
+    vecs = torch.linalg.eigh(s.cov).eigenvectors.flip(1)
+    var = torch.einsum("di,de,ei->i", vecs, model.stats().cov, vecs)
+    assert torch.allclose(var[:40], values[:40] + model.noise, rtol=2e-3)
+    assert torch.allclose(var[40:], torch.full((8,), model.noise, dtype=torch.float64), rtol=2e-2)
+    path = lmmse.save_release(model, tmp_path / "release")
+    back = lmmse.load_release(tmp_path / "release")
+    assert back.hw == (4, 4) and back.noise == pytest.approx(model.noise)
+    assert torch.equal(back.basis, model.basis) and torch.equal(back.mean, model.mean)
+    assert not list((tmp_path / "release").glob("*.tmp"))  # written whole, then swapped in
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError, match="is not a linear-MMSE release"):
+        lmmse.load_release(tmp_path / "release")
+    with pytest.raises(ValueError, match="is not a linear-MMSE release"):
+        lmmse.load_release(tmp_path / "absent")
+    with pytest.raises(ValueError, match="rank must be"):
+        lmmse.low_rank(s, 48)
