@@ -44,8 +44,9 @@ IMG = dict(interactive=False, format="png", elem_classes="pixelated")  # lossles
 BASELINE_HELP = {  # one line per baseline; each architecture's comes from its spec
     "tps": "Thin-plate spline: the smoothest surface through the observed colours (no learning, instant).",
     "biharmonic": "Biharmonic inpainting (scikit-image): solves Δ²u = 0 in the holes (no learning, instant).",
-    "lmmse": "Linear-MMSE: a Gaussian fitted to CIFAR-10; x̂1 is its conditional mean and its samples are exact "
-             "posterior draws, so one sample sits ~3 dB below the mean by construction (no network, ~1 s).",
+    "lmmse": "Linear-MMSE: a Gaussian fitted to CIFAR-10; x̂1 is its conditional mean and its samples are "
+             "exact posterior draws, so one sample sits ~3 dB below the mean by construction "
+             "(no network, ~1 s).",
 }
 
 
@@ -64,9 +65,6 @@ def _header(rec: Reconstructor) -> str:
         text += "\n\n<details><summary>Missing checkpoints (those models are hidden)</summary>\n\n" + \
                 "\n".join(f"- {line}" for line in missing) + "\n</details>"
     return text
-
-
-DEFAULT = "tps"
 
 
 def maps_help(methods: list[str]) -> str:
@@ -131,9 +129,7 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
     ev = Handlers(rec)
     methods = rec.methods()
     labels = [h.labels()[m] for m in methods]
-    # a learned model becomes the default only once its shipped checkpoint beats thin-plate-spline
-    # interpolation by >= 1 dB on the standard protocol; none does yet (see the model cards)
-    default = DEFAULT if DEFAULT in methods else methods[0]
+    default = rec.default_method()
     first = h.samples()[0][0]
     state0, original0, canvas0 = ev.load(first, None)
     state0, observed0, mask_info0 = ev.make_mask(state0, "random", 20, 0, None)

@@ -42,6 +42,20 @@ def test_discovery_reports_missing_and_broken(rec, tmp_path):
     assert rec.model("mamba").config.d_state == 16  # the default
 
 
+def test_default_method_is_the_best_validated_model(rec, tmp_path):
+    import json
+    import shutil
+
+    assert rec.default_method() == "tps"  # no checkpoint records a validation score
+    root = tmp_path / "pretrained"
+    for name, score in (("perceiver_io_grid", 23.5), ("local_implicit_grid", 23.8)):
+        shutil.copytree(rec.root / name, root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        config["metrics"] = {"val_psnr_onestep": score}
+        (root / name / "config.json").write_text(json.dumps(config))
+    assert Reconstructor(root).default_method() == "local_implicit"
+
+
 @pytest.mark.parametrize("make", [
     lambda: np.full((40, 60), 200, np.uint8),  # grey
     lambda: np.zeros((50, 50, 1), np.uint8),

@@ -36,5 +36,16 @@ def test_the_results_table_is_the_committed_jsons():
     from tools.results_table import rows
 
     table = re.search(r"<!-- results: start -->\n(.*?)\n<!-- results: end -->", README, re.S).group(1)
-    jsons = [str(ROOT / "docs" / name) for name in ("eval_grid_n100.json", "eval_hybrid_n100.json")]
+    jsons = [str(ROOT / "docs" / name)
+             for name in ("eval_grid_n100.json", "eval_hybrid_n100.json", "eval_unet_n100.json")]
     assert table == "\n".join(rows(jsons))
+
+
+def test_the_onestep_table_is_the_committed_jsons():
+    sys.path.insert(0, str(ROOT))
+    from tools.results_table import onestep_rows
+
+    table = re.search(r"<!-- onestep: start -->\n(.*?)\n<!-- onestep: end -->", README, re.S).group(1)
+    names = ("eval_onestep_n1000.json", "eval_photos_onestep_n56.json")
+    jsons = [str(ROOT / "docs" / name) for name in names]
+    assert table == "\n".join(onestep_rows(jsons))

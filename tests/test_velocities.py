@@ -1,14 +1,17 @@
 """The shipped checkpoints' velocities on a fixed batch are exactly those recorded before a refactor.
 
 The reference is tests/data/velocities.safetensors, written by tools/velocity_reference.py from the
-code as it was; on CPU with the tests' thread count the forward is deterministic, so the check is
-equality (max abs difference 0), not a tolerance.
+code as it was. On one machine the CPU forward is deterministic, but another CPU may run other SIMD
+kernels whose float32 sums round differently (2.4e-7 for the hybrid on one AMD EPYC), so the check is
+a tolerance far below any change a refactor could make to a velocity of order 1.
 """
 
 import torch
 from safetensors.torch import load_file
 
 from tools.velocity_reference import PRETRAINED, REFERENCE, fixed_batch, velocities
+
+ROUNDING = 1e-5  # float32 rounding across CPUs; a changed computation moves velocities by far more
 
 
 def test_every_checkpoint_has_a_reference():
@@ -20,7 +23,7 @@ def test_velocities_unchanged():
     reference = load_file(str(REFERENCE))
     for name, v in velocities().items():
         diff = (v - reference[name]).abs().max().item()
-        assert diff == 0, f"{name}: max abs difference {diff:.3g}"
+        assert diff <= ROUNDING, f"{name}: max abs difference {diff:.3g}"
 
 
 # with weights asked for, attention runs as an explicit softmax instead of the fused kernel, so the

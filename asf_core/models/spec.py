@@ -60,6 +60,8 @@ class ArchSpec:
         what that read-out is.
     releases: {release folder name: model config overrides it was trained with}.
     in_app: whether the app serves it (a model that needs full pixel grids, say, is not).
+    full_grid: it answers only at every pixel centre of its grid, so training and benchmarks give it
+        every pixel as a query rather than a random subset.
     """
 
     name: str
@@ -77,6 +79,7 @@ class ArchSpec:
     attention_help: str = ""
     releases: Mapping[str, dict] = field(default_factory=dict)
     in_app: bool = True
+    full_grid: bool = False
 
     def knobs_of(self, config: dict) -> dict[str, Knob]:
         """The knobs of a stored config dict (config.json's "model"), without building the model."""

@@ -113,4 +113,5 @@ SPEC = ArchSpec(
     name="unet", label="U-Net",
     help="U-Net: a conditional U-Net on the pixel grid; convolutions mix neighbouring pixels.",
     model_cls=UNetField, config_cls=UNetConfig, presets=PRESETS, attention=None, in_app=False,
+    full_grid=True,
 )

@@ -85,3 +85,70 @@ def lexsort(keys: list[torch.Tensor]) -> torch.Tensor:
     for k in reversed(keys):
         perm = perm.gather(-1, torch.argsort(k.gather(-1, perm), dim=-1, stable=True))
     return perm
+
+
+# ---------------------------------------------------------------- 3-D
+# Volumes (asf_core.volumes) are read as sequences too. Skilling's Hilbert curve (J. Skilling,
+# "Programming the Hilbert curve", AIP Conf. Proc. 707, 2004) works in any dimension with plain bit
+# operations, so it vectorises over points like the 2-D xy2d above; consecutive cells are
+# face-neighbours (a unit step along one axis).
+
+
+def quantize_3d(xyz: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(..., 3) coordinates in [-1, 1] -> integer cells (ix, iy, iz), each (...) in [0, 2^bits)."""
+    n = 1 << bits
+    cells = ((xyz + 1) * (n / 2)).floor().long().clamp_(0, n - 1)
+    return cells[..., 0], cells[..., 1], cells[..., 2]
+
+
+def hilbert_index_3d(ix: torch.Tensor, iy: torch.Tensor, iz: torch.Tensor, bits: int) -> torch.Tensor:
+    """Distance along the 3-D Hilbert curve of order `bits` of integer cells, each (...) in [0, 2^bits).
+
+    Skilling's AxesToTranspose (undo the excess work of the Gray code level by level, Gray-encode),
+    then the transposed bits are interleaved, most significant level first, x before y before z.
+    Returns (...) int64 in [0, 8^bits); needs bits <= 21 so the index fits in int64.
+    """
+    if not 1 <= bits <= 21:
+        raise ValueError(f"3-D Hilbert index needs 1 <= bits <= 21, got {bits}")
+    x = [ix.long().clone(), iy.long().clone(), iz.long().clone()]
+    q = 1 << (bits - 1)
+    while q > 1:
+        p = q - 1
+        for i in range(3):
+            hit = (x[i] & q) > 0
+            t = (x[0] ^ x[i]) & p  # where bit q is clear: swap the low bits of x[0] and x[i]
+            x0 = torch.where(hit, x[0] ^ p, x[0] ^ t)  # where it is set: invert x[0]'s low bits
+            if i > 0:
+                x[i] = torch.where(hit, x[i], x[i] ^ t)
+            x[0] = x0
+        q >>= 1
+    x[1] ^= x[0]
+    x[2] ^= x[1]
+    t = torch.zeros_like(x[0])
+    q = 1 << (bits - 1)
+    while q > 1:
+        t = torch.where((x[2] & q) > 0, t ^ (q - 1), t)
+        q >>= 1
+    x = [xi ^ t for xi in x]
+    d = torch.zeros_like(x[0])
+    for level in range(bits - 1, -1, -1):
+        for i in range(3):
+            d = (d << 1) | ((x[i] >> level) & 1)
+    return d
+
+
+def curve_key_3d(xyz: torch.Tensor, order: str = "hilbert", bits: int = 10, roll: int = 0) -> torch.Tensor:
+    """Position of each point along a 3-D order: (..., 3) in [-1, 1]³ -> (...) int64.
+
+    Orders: hilbert or raster (x fastest, then y, then z, like `asf_core.volumes.voxel_coords`).
+    `roll` cycles the axes (1: y, z, x), the 3-D counterpart of `curve_key`'s transpose, so layers
+    can alternate between curves whose far-apart stretches differ. Points in one cell share a key.
+    """
+    if order not in ("hilbert", "raster"):
+        raise ValueError(f"unknown 3-D scan order {order!r}; choose from hilbert, raster")
+    cells = quantize_3d(xyz, bits)
+    r = roll % 3
+    ix, iy, iz = cells[r:] + cells[:r]
+    if order == "hilbert":
+        return hilbert_index_3d(ix, iy, iz, bits)
+    return (iz << (2 * bits)) + (iy << bits) + ix
