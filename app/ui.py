@@ -5,7 +5,8 @@ nothing here imports a model. `build_ui(rec)` returns the Blocks; `LAUNCH` holds
 options (theme, CSS, upload limit) that app.py and the tests share.
 
 Tabs: Reconstruct (one method, streamed), Compare (every method on the same image, mask and noise,
-and PSNR against steps), API (the public `/reconstruct` endpoint, with lazily cached examples).
+and PSNR against steps), Learn (a 2D toy flow), 3D (a volume filled in by a 3D baseline), API (the
+public `/reconstruct` endpoint, with lazily cached examples).
 The first page's thin-plate-spline result is computed while the app is built (~1 s).
 """
 
@@ -23,11 +24,12 @@ from app.handlers import Handlers
 from app.images import KINDS
 from app.inference import MAX_STEPS, OUT_SIZES, SOLVERS, Reconstructor, arch_specs
 from app.learn_ui import build_learn_tab
+from app.volume_tab import build_volume_tab
 
 ROOT = Path(__file__).resolve().parents[1]
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
-#status { min-height: 2.5em; }
+#status, #volume_status { min-height: 2.5em; }
 .compare-row img { image-rendering: pixelated; }
 /* the sample gallery: Gradio sizes thumbnails at 100 px, wider than the column, and hides the
    last column behind a scroll bar; share the width out instead, so all 16 show at once */
@@ -232,6 +234,8 @@ def build_ui(rec: Reconstructor | None = None) -> gr.Blocks:
             sweep_plot = gr.Plot(figures.sweep_figure([], h.labels()), label="PSNR against steps")
         with gr.Tab("Learn") as learn_tab:
             build_learn_tab(learn_tab)
+        with gr.Tab("3D") as volume_tab:
+            build_volume_tab(volume_tab)
         with gr.Tab("API"):
             gr.Markdown("The same reconstruction as one call, also served as the public endpoint "
                         "`/reconstruct` (see *Use via API* at the foot of the page: its example reads a "

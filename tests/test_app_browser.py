@@ -179,3 +179,29 @@ def test_the_page_shows_what_it_teaches(url):
             page.get_by_text("app/samples/").first.wait_for(timeout=30_000)
         finally:
             browser.close()
+
+
+def test_3d_tab_renders_a_volume(url):
+    """The 3D tab: its defaults run on first opening, a baseline re-runs on a sparser mask, and the
+    observed voxels, the isosurface and the slices render (plotly) with the PSNR in the status."""
+    url, _ = url
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1300})
+            page.goto(url, timeout=60_000)
+            page.get_by_role("tab", name="3D").click()
+            status = page.locator("#volume_status")
+            status.get_by_text("PSNR").wait_for(timeout=120_000)
+            page.locator("#volume_fraction").get_by_text("5%", exact=True).click()
+            page.locator("#volume_run").click()
+            status.get_by_text("5% observed").wait_for(timeout=120_000)
+            for elem in ("volume_observed", "volume_iso", "volume_slices"):
+                page.locator(f"#{elem} .js-plotly-plot").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)  # WebGL draws the 3D scenes after the plot element appears
+            page.screenshot(path=str(ROOT / "test-artifacts" / "app_3d.png"), full_page=True)
+            docs = ROOT / "docs" / "app_3d.png"
+            if not docs.exists() or os.environ.get("ASF_UPDATE_SCREENSHOT") == "1":
+                page.screenshot(path=str(docs), full_page=True)
+        finally:
+            browser.close()
