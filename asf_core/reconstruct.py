@@ -29,7 +29,13 @@ class Reconstruction:
 
 
 def source_settings(model: torch.nn.Module) -> tuple[str, float]:
-    """The source the model was trained with, from its checkpoint config (default: noise, σ=1)."""
+    """The flow's source x_0. A model with a prior velocity records it in its own config
+    (prior_source, prior_sigma; training sets them to the source it trains from), so a model built
+    in code is sampled from the source its prior describes; otherwise the training record's, else
+    noise with σ = 1."""
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "prior", "none") != "none" and hasattr(cfg, "prior_source"):
+        return cfg.prior_source, float(cfg.prior_sigma)
     train = getattr(model, "checkpoint_config", {}).get("train", {})
     return train.get("source", "noise"), float(train.get("sigma", 1.0))
 

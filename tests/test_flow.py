@@ -198,3 +198,12 @@ def test_tps_falls_back_to_knn_beyond_its_size_limit(monkeypatch):
     q = torch.rand(1, 5, 2, generator=g)
     monkeypatch.setattr(interp, "TPS_MAX_POINTS", 30)
     assert torch.equal(tps_interpolate(obs_xy, obs_rgb, q), knn_interpolate(obs_xy, obs_rgb, q))
+
+
+def test_a_model_built_in_code_is_sampled_from_the_source_its_prior_describes():
+    from asf_core.models import build_model
+    from asf_core.reconstruct import source_settings
+
+    model = build_model("perceiver_io", "small", prior_source="interp", prior_sigma=0.3)
+    assert source_settings(model) == ("interp", 0.3)  # no checkpoint, no training record: its own prior
+    assert source_settings(build_model("perceiver_io", "tiny")) == ("noise", 1.0)  # no prior: the default
