@@ -28,7 +28,7 @@ Below: one slice through the original, the observations and the reconstruction.
 """
 
 
-def reconstruct(index, percent, seed, method, axis, slice_index):
+def fill_volume(index, percent, seed, method, axis, slice_index):
     """Run -> (status, observed scatter, isosurface, slices, the run for the session)."""
     with user_errors():
         percent = V.check_number(percent, "Observed fraction (%)", 100 * V.FRACTION_RANGE[0],
@@ -43,7 +43,7 @@ def first_open(state, *inputs):
     """The tab's first opening runs the current settings once; later openings keep what is shown."""
     if state is not None:
         return tuple(gr.skip() for _ in range(5))
-    return reconstruct(*inputs)
+    return fill_volume(*inputs)
 
 
 def slices(state: V.VolumeRun | None, axis, slice_index):
@@ -92,7 +92,7 @@ def build_volume_tab(tab: gr.Tab) -> None:
     inputs = [index, percent, seed, method, axis, slice_index]
     outputs = [status, obs_plot, iso_plot, slices_plot, state]
     # a run holds a core for up to ~2 s (RBF): one at a time, shared by the button and the first opening
-    run_btn.click(reconstruct, inputs, outputs, concurrency_id="volume", concurrency_limit=1, **PRIVATE)
+    run_btn.click(fill_volume, inputs, outputs, concurrency_id="volume", concurrency_limit=1, **PRIVATE)
     tab.select(first_open, [state, *inputs], outputs, concurrency_id="volume", concurrency_limit=1, **PRIVATE)
     gr.on([axis.change, slice_index.change], slices, [state, axis, slice_index], slices_plot,
           trigger_mode="always_last", show_progress="hidden", **PRIVATE)

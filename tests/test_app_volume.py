@@ -117,12 +117,12 @@ def test_bad_input_is_one_line(args, match):
 
 def test_tab_events_turn_bad_input_into_gr_error(r):
     gr = pytest.importorskip("gradio")
-    from app.volume_tab import reconstruct, slices
+    from app.volume_tab import fill_volume, slices
 
     for bad in [(0, 60, 0, "nearest", "z", 16), (0, None, 0, "nearest", "z", 16),
                 (0, 5, 0, "nearest", "w", 16), (0, 5, 0, "nearest", "z", 32), (-1, 5, 0, "nearest", "z", 16)]:
         with pytest.raises(gr.Error) as e:
-            reconstruct(*bad)
+            fill_volume(*bad)
         assert "\n" not in str(e.value)
     with pytest.raises(gr.Error, match="Slice"):
         slices(r, "z", None)
@@ -131,7 +131,7 @@ def test_tab_events_turn_bad_input_into_gr_error(r):
 
 def test_tab_builds_and_runs_its_defaults():
     gr = pytest.importorskip("gradio")
-    from app.volume_tab import build_volume_tab, first_open, matching_preset, preset, reconstruct
+    from app.volume_tab import build_volume_tab, fill_volume, first_open, matching_preset, preset
 
     with gr.Blocks() as demo, gr.Tab("3D") as tab:
         build_volume_tab(tab)
@@ -139,7 +139,7 @@ def test_tab_builds_and_runs_its_defaults():
     assert {"volume_run", "volume_status", "volume_iso", "volume_slices", "volume_slice"} <= ids
     fns = list(demo.fns.values())
     assert fns and all(fn.api_visibility == "private" for fn in fns)
-    out = reconstruct(0, 5, 0, "nearest", "z", 16)
+    out = fill_volume(0, 5, 0, "nearest", "z", 16)
     assert len(out) == 5 and "PSNR" in out[0] and isinstance(out[4], V.VolumeRun)
     assert [t.type for t in out[2].data] == ["isosurface"]
     assert all(isinstance(x, type(gr.skip())) for x in first_open(out[4], 0, 5, 0, "nearest", "z", 16))
